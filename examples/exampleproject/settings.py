@@ -1,0 +1,40 @@
+"""Settings of the example project: Django pooling on PostgreSQL, from FORKHOOKS_DSN."""
+
+import os
+
+from exampleproject.database import django_database
+
+SECRET_KEY = "example-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "exampleproject.urls"
+INSTALLED_APPS: list[str] = []
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+USE_TZ = True
+
+# FORKHOOKS_EXAMPLE_POOL=0 turns Django's pool off (plain persistent wrappers).
+POOL = os.environ.get("FORKHOOKS_EXAMPLE_POOL", "1") != "0"
+
+DATABASES = {
+    "default": django_database(
+        os.environ.get("FORKHOOKS_DSN", ""),
+        pool={
+            "min_size": 2,
+            "max_size": 4,
+            "timeout": 10,
+        }
+        if POOL
+        else None,
+        CONN_MAX_AGE=int(os.environ.get("FORKHOOKS_EXAMPLE_CONN_MAX_AGE", "0")),
+        # With a pool, Django turns this into psycopg_pool's check=check_connection:
+        # only live connections are handed out, so a server restart leaves no dead ones.
+        CONN_HEALTH_CHECKS=True,
+    )
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"forkhooks": {"handlers": ["console"], "level": "INFO"}},
+}

@@ -1,0 +1,6 @@
+# Enable forkhooks by importing all its hooks into your gunicorn.conf.py.
+#   gunicorn -c gunicorn_conf/star.py exampleproject.wsgi:application
+from forkhooks.gunicorn import *  # noqa: F403
+
+preload_app = True
+workers = 4

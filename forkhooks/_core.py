@@ -1,0 +1,202 @@
+"""The one core: discard in a child, close in the owner, warm a fresh worker.
+
+Adapters (gunicorn hooks, worker classes, uWSGI, Django app) only decide *when*
+to call these. None of them raises: a failure is logged and the process goes on
+with fresh state, because a hook that raises takes a worker down (#2).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import _django, _settings
+from ._sockets import Inerter, graveyard, pool_connections
+
+
+class Log(Protocol):
+    """What forkhooks needs of a logger: gunicorn's and logging's both fit."""
+
+    def info(self, msg: str, *args: Any) -> None: ...
+    def warning(self, msg: str, *args: Any) -> None: ...
+    def exception(self, msg: str, *args: Any) -> None: ...
+
+
+_log = logging.getLogger("forkhooks")
+
+# The pid discard() last ran in: a second call in the same process (a hook and
+# a worker class, or an at-fork callback then a hook) must not throw away the
+# connections this process opened itself in between.
+_discarded_in: int | None = None
+
+
+@dataclass
+class Report:
+    """What one call did, for its single log line."""
+
+    action: str
+    connections: int = 0
+    pools: int = 0
+    opened: list[str] = field(default_factory=list)
+    failures: int = 0
+    note: str = ""
+
+    def __str__(self) -> str:
+        if self.note:
+            return self.note
+        if self.action == "warm":
+            text = ", ".join(self.opened) if self.opened else "no pool configured"
+            return f"opened {text}"
+        return f"{self.action} {_plural(self.connections, 'connection')} and {_plural(self.pools, 'pool')}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+@contextmanager
+def _guard(report: Report, log: Log, what: str) -> Iterator[None]:
+    """Log a failure of one step and go on with the next."""
+    try:
+        yield
+    except Exception:
+        report.failures += 1
+        log.exception("forkhooks: %s failed; continuing with fresh state", what)
+
+
+def _finish(report: Report, log: Log, who: str) -> Report:
+    suffix = f" ({report.failures} step(s) failed, see above)" if report.failures else ""
+    log.info("forkhooks: %s %d %s%s", who, os.getpid(), report, suffix)
+    return report
+
+
+def discard(*, log: Log | None = None, who: str = "child") -> Report:
+    """In a forked child, make every inherited connection inert and forget it; send nothing."""
+    global _discarded_in
+    log = log or _log
+    report = Report("discarded")
+    pid = os.getpid()
+    if _discarded_in == pid:
+        report.note = "nothing to discard: already done in this process"
+        return _finish(report, log, who)
+    _discarded_in = pid
+    with Inerter() as inert:
+        for wrapper in _guarded_list(_django.wrappers, report, log, "listing Django connections"):
+            with _guard(report, log, f"discarding Django connection {getattr(wrapper, 'alias', '?')!r}"):
+                inert.bury(wrapper.connection)
+                _django.forget_transaction(wrapper)
+        for pools in _guarded_list(_django.pool_dicts, report, log, "listing Django pools"):
+            for key in list(pools):
+                pool = pools.pop(key)
+                # No pool.close(): it would join threads that did not survive
+                # fork and send Terminate on sockets the parent still uses.
+                with _guard(report, log, f"discarding pool {key!r}"):
+                    for conn in pool_connections(pool):
+                        inert.bury(conn)
+                graveyard.append(pool)
+                report.pools += 1
+        with _guard(report, log, "resetting Django's connection handler"):
+            _django.reset_handler()
+        report.connections = inert.count
+    return _finish(report, log, who)
+
+
+def close(*, log: Log | None = None, who: str = "owner", timeout: float | None = None) -> Report:
+    """In the process that opened them, close connections and pools properly (Terminate sent)."""
+    log = log or _log
+    timeout = _settings.close_timeout() if timeout is None else timeout
+    report = Report("closed")
+    for wrapper in _guarded_list(_django.current_thread_wrappers, report, log, "listing Django connections"):
+        if wrapper.connection is None:
+            continue
+        with _guard(report, log, f"closing Django connection {wrapper.alias!r}"):
+            wrapper.close()
+            report.connections += 1
+    for pools in _guarded_list(_django.pool_dicts, report, log, "listing Django pools"):
+        for key in list(pools):
+            pool = pools.pop(key)
+            with _guard(report, log, f"closing pool {key!r}"):
+                _close_pool(pool, timeout)
+                report.pools += 1
+    return _finish(report, log, who)
+
+
+def _close_pool(pool: Any, timeout: float) -> None:
+    close = pool.close
+    if "timeout" in inspect.signature(close).parameters:  # psycopg_pool: bounded join
+        close(timeout=timeout)
+    else:
+        close()
+
+
+def warm(*, log: Log | None = None, who: str = "worker", timeout: float | None = None) -> Report:
+    """Open each configured Django pool to its min_size, so first requests do not wait."""
+    log = log or _log
+    report = Report("warm")
+    if not _settings.warm_enabled():
+        report.note = "warm-up off (FORKHOOKS_WARM=0)"
+        return _finish(report, log, who)
+    timeout = _settings.warm_timeout() if timeout is None else timeout
+    for alias in _django.pooled_aliases():
+        with _guard(report, log, f"opening pool {alias!r}"):
+            pool = _django.pool_of(alias)
+            if pool is None or "wait" not in inspect.signature(pool.open).parameters:
+                continue
+            try:
+                pool.open(wait=True, timeout=timeout)
+            except Exception as exc:  # server down or slow: serve anyway, the pool retries
+                log.warning(
+                    "forkhooks: pool %r did not reach min_size=%s within %ss (%s); "
+                    "the worker serves and the pool keeps connecting",
+                    alias,
+                    getattr(pool, "min_size", "?"),
+                    timeout,
+                    exc,
+                )
+                report.opened.append(f"{alias!r} (not ready)")
+                continue
+            report.opened.append(f"{alias!r} ({pool.min_size} connections)")
+    return _finish(report, log, who)
+
+
+def _guarded_list(source: Callable[[], Any], report: Report, log: Log, what: str) -> list[Any]:
+    with _guard(report, log, what):
+        return list(source())
+    return []
+
+
+# Wrappers alive in the parent just before fork(). Other threads' wrappers are
+# freed by the interpreter in the child before any at-fork callback runs, and a
+# psycopg2 connection's finalizer sends Terminate; holding them across fork lets
+# the child make their sockets inert first.
+_held_across_fork: list[Any] = []
+_installed = False
+
+
+def _before_fork() -> None:
+    _held_across_fork[:] = [(w, w.connection) for w in _django.wrappers()]
+
+
+def _after_fork_in_parent() -> None:
+    _held_across_fork.clear()
+
+
+def _after_fork_in_child() -> None:
+    discard(who="forked child")
+    _held_across_fork.clear()
+
+
+def install() -> bool:
+    """Discard in every child this process forks from now on (once per process)."""
+    global _installed
+    # at-fork callbacks outlive fork(), so a child of an installed process is installed too.
+    if _installed:
+        return False
+    _installed = True
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+    return True

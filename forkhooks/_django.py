@@ -1,0 +1,102 @@
+"""Find Django's connections and pools; never imports Django if the app has not."""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+# Every wrapper that ever connected in this process, whatever thread it lives
+# in: Django keeps wrappers in a threading.local that cannot be enumerated, and
+# a child must find the ones other threads held at fork time too (#2).
+_seen: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _remember(sender: Any, connection: Any, **kwargs: Any) -> None:
+    _seen.add(connection)
+
+
+def watch() -> None:
+    """Remember wrappers as they connect (one WeakSet.add per new connection)."""
+    try:
+        from django.db.backends.signals import connection_created
+    except ImportError:  # Django is optional
+        return
+    connection_created.connect(_remember, weak=False, dispatch_uid="forkhooks.remember")
+
+
+def _handler() -> Any | None:
+    db = sys.modules.get("django.db")
+    return getattr(db, "connections", None)
+
+
+def wrappers() -> list[Any]:
+    """Every Django wrapper this process knows: this thread's slots and all seen ones."""
+    found: dict[int, Any] = {id(w): w for w in list(_seen)}
+    handler = _handler()
+    # `settings` is a cached_property: absent means no wrapper was ever built.
+    if handler is not None and "settings" in handler.__dict__:
+        for w in handler.all(initialized_only=True):
+            found[id(w)] = w
+    return list(found.values())
+
+
+def current_thread_wrappers() -> list[Any]:
+    """The wrappers held in this thread's slots (the only ones it may close)."""
+    handler = _handler()
+    if handler is None or "settings" not in handler.__dict__:
+        return []
+    return list(handler.all(initialized_only=True))
+
+
+def reset_handler() -> None:
+    """Forget every slot, so that fresh wrappers are created on next use."""
+    handler = _handler()
+    if handler is None:
+        return
+    from asgiref.local import Local
+
+    handler._connections = Local(handler.thread_critical)
+    _seen.clear()
+
+
+def pool_dicts() -> Iterator[dict[Any, Any]]:
+    """Each class-level `_connection_pools` dict of every loaded backend, once."""
+    base = sys.modules.get("django.db.backends.base.base")
+    if base is None:
+        return
+    seen: set[int] = set()
+    stack = [base.BaseDatabaseWrapper]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        pools = vars(cls).get("_connection_pools")
+        if isinstance(pools, dict) and id(pools) not in seen:
+            seen.add(id(pools))
+            yield pools
+
+
+def forget_transaction(wrapper: Any) -> None:
+    """Leave the wrapper as Django leaves one closed inside atomic(): no commit, no rollback."""
+    wrapper.connection = None
+    if getattr(wrapper, "in_atomic_block", False):
+        wrapper.closed_in_transaction = True
+        wrapper.needs_rollback = True
+
+
+def pooled_aliases() -> list[str]:
+    """Aliases whose settings turn pooling on (OPTIONS['pool'])."""
+    handler = _handler()
+    if handler is None:
+        return []
+    try:
+        return [a for a, s in handler.settings.items() if s.get("OPTIONS", {}).get("pool")]
+    except Exception:  # settings not configured: nothing to warm
+        return []
+
+
+def pool_of(alias: str) -> Any | None:
+    """The pool Django uses for `alias` (created lazily, not opened)."""
+    handler = _handler()
+    return getattr(handler[alias], "pool", None) if handler is not None else None

@@ -1,0 +1,121 @@
+"""A small asyncio HTTP/1.1 load generator that checks each answer is the request's own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Results:
+    """Counts from one load run."""
+
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    wrong: int = 0  # answered 200 with another request's row: a data leak
+    pids: Counter[int] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def percentile(self, p: float) -> float:
+        """Latency percentile in milliseconds (0 when nothing was measured)."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    def summary(self) -> str:
+        """One line for logs and assertion messages."""
+        return (
+            f"{self.requests} requests: {self.ok} ok, {self.failed} failed, {self.wrong} wrong rows, "
+            f"{len(self.pids)} workers served, errors {dict(self.errors.most_common(4))}"
+        )
+
+
+async def _request(target: str, path: str, timeout: float) -> tuple[int, bytes]:
+    if target.startswith("unix:"):
+        reader, writer = await asyncio.open_unix_connection(target[5:])
+        host = "localhost"
+    else:
+        host, _, port = target.rpartition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    if b"transfer-encoding: chunked" in head.lower():
+        body = _dechunk(body)
+    return status, body
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = bytearray()
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return bytes(out)
+
+
+async def _run(
+    target: str, requests: int, concurrency: int, timeout: float, progress: Callable[[int], None] | None
+) -> Results:
+    results = Results()
+    todo = iter(range(requests))
+
+    async def client() -> None:
+        for _ in todo:
+            tag = secrets.token_hex(8)
+            started = time.perf_counter()
+            try:
+                status, body = await asyncio.wait_for(_request(target, f"/echo?tag={tag}", timeout), timeout)
+                answer = json.loads(body) if status == 200 else None
+            except Exception as exc:  # refused, reset, timed out, garbled
+                status, answer = 0, None
+                results.errors[type(exc).__name__] += 1
+            results.requests += 1
+            if answer is None:
+                results.failed += 1
+                if status:
+                    results.errors[f"HTTP {status}"] += 1
+            elif answer.get("tag") != tag:
+                results.wrong += 1
+            else:
+                results.ok += 1
+                results.pids[answer["pid"]] += 1
+                results.latencies.append(time.perf_counter() - started)
+            if progress is not None:
+                progress(results.requests)
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return results
+
+
+def run(
+    target: str,
+    requests: int,
+    *,
+    concurrency: int = 64,
+    timeout: float = 15.0,
+    progress: Callable[[int], None] | None = None,
+) -> Results:
+    """Send `requests` GET /echo?tag=… to `target` ("host:port" or "unix:/path") and check each answer."""
+    return asyncio.run(_run(target, requests, concurrency, timeout, progress))
+
+
+def get(target: str, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One GET request (status, body); raises on connection errors."""
+    return asyncio.run(_request(target, path, timeout))

@@ -1,0 +1,50 @@
+"""gunicorn worker classes that discard, warm and close in their own lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.workers.gasgi import ASGIWorker as _ASGIWorker
+from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
+from gunicorn.workers.sync import SyncWorker as _SyncWorker
+
+from . import _core
+
+
+class ForkhooksWorkerMixin:
+    """Discard first thing in the child, warm after the app loads, close on the way out."""
+
+    log: Any
+
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        # The only worker-class method gunicorn calls in the master, once,
+        # after --preload loaded the app and before the first fork: the place
+        # for the master to close what it opened, with no config file (#2).
+        parent = getattr(super(), "check_config", None)
+        if parent is not None:
+            parent(cfg, log)
+        _core.close(log=log, who="master")
+
+    def init_process(self) -> None:
+        _core.discard(log=self.log, who="worker")
+        try:
+            super().init_process()  # type: ignore[misc]  # runs the worker until it exits
+        finally:
+            _core.close(log=self.log, who="worker")
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()  # type: ignore[misc]
+        _core.warm(log=self.log, who="worker")
+
+
+class SyncWorker(ForkhooksWorkerMixin, _SyncWorker):
+    """gunicorn's ``sync`` worker with forkhooks."""
+
+
+class ThreadWorker(ForkhooksWorkerMixin, _ThreadWorker):
+    """gunicorn's ``gthread`` worker with forkhooks."""
+
+
+class ASGIWorker(ForkhooksWorkerMixin, _ASGIWorker):
+    """gunicorn's native ``asgi`` worker with forkhooks."""

@@ -1,0 +1,90 @@
+"""Real gunicorn, 4 preloaded workers, the example app, 1000 concurrent requests (#2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from forkhooks import _loadgen
+
+from .conftest import app_backends
+from .procnet import server_sockets
+from .record import record
+from .servers import Server, gunicorn, poll
+
+REQUESTS = 1000
+WSGI = "exampleproject.wsgi:application"
+ASGI = "exampleproject.asgi:application"
+
+# (id, gunicorn arguments, app) — every way of enabling forkhooks, every worker class.
+ENABLED = [
+    ("conf-sync", ["-c", "gunicorn_conf/star.py", "-k", "sync"], WSGI),
+    ("conf-gthread", ["-c", "gunicorn_conf/star.py", "-k", "gthread", "--threads", "4"], WSGI),
+    ("conf-asgi", ["-c", "gunicorn_conf/star.py", "-k", "asgi"], ASGI),
+    ("conf-uvicorn", ["-c", "gunicorn_conf/star.py", "-k", "uvicorn_worker.UvicornWorker"], ASGI),
+    ("conf-own-hooks", ["-c", "gunicorn_conf/own_hooks.py", "-k", "sync"], WSGI),
+    ("python-module", ["-c", "python:forkhooks.gunicorn", "-k", "sync"], WSGI),
+    ("k-sync", ["-k", "forkhooks.workers.SyncWorker"], WSGI),
+    ("k-gthread", ["-k", "forkhooks.workers.ThreadWorker", "--threads", "4"], WSGI),
+    ("k-asgi", ["-k", "forkhooks.workers.ASGIWorker"], ASGI),
+    ("k-uvicorn", ["-k", "forkhooks.workers.UvicornWorker"], ASGI),
+    ("k-uvicorn-h11", ["-k", "forkhooks.workers.UvicornH11Worker"], ASGI),
+]
+
+CONTROLS = [
+    ("sync", ["-k", "sync"], WSGI),
+    ("asgi", ["-k", "asgi"], ASGI),
+    ("uvicorn", ["-k", "uvicorn_worker.UvicornWorker"], ASGI),
+]
+
+
+def serve(dsn: str, tmp_path: Path, args: list[str], app: str) -> Server:
+    server = Server(gunicorn(*args, app), dsn, tmp_path)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.kill()
+        raise
+    return server
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("name", "args", "app"), ENABLED, ids=[c[0] for c in ENABLED])
+def test_every_request_gets_its_own_rows(
+    name: str, args: list[str], app: str, dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """With forkhooks: 0 failed, 0 wrong rows, all 4 workers serve, the master holds no connection."""
+    server = serve(dsn, tmp_path, args, app)
+    try:
+        master_before = server_sockets(server.pid)
+        results = _loadgen.run(server.target, REQUESTS, concurrency=64)
+        master_after = server_sockets(server.pid)
+    finally:
+        code = server.stop()
+    poll(lambda: app_backends(db) == 0, timeout=5, what="all app backends gone after shutdown")
+    record("gunicorn", name, results, master_sockets=master_after)
+    assert results.requests == REQUESTS
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert len(results.pids) == 4, results.summary()
+    assert (master_before, master_after) == (0, 0)
+    assert code == 0, server.log()[-3000:]
+    assert "forkhooks: worker" in server.log()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("name", "args", "app"), CONTROLS, ids=[c[0] for c in CONTROLS])
+def test_control_without_forkhooks_fails(
+    name: str, args: list[str], app: str, dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The same run without forkhooks: shared sockets fail requests or leak rows."""
+    server = serve(dsn, tmp_path, args, app)
+    try:
+        master = server_sockets(server.pid)
+        results = _loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
+    finally:
+        server.kill()
+    record("gunicorn-control", name, results, master_sockets=master)
+    assert master > 0, "the master keeps its start-up connection and pool"
+    assert results.failed + results.wrong > 0, results.summary()
