@@ -194,6 +194,7 @@ def _after_fork_in_child() -> None:
 def install() -> bool:
     """Discard in every child this process forks from now on (once per process)."""
     global _installed
+    _django.watch()
     # at-fork callbacks outlive fork(), so a child of an installed process is installed too.
     if _installed:
         return False

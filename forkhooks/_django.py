@@ -18,11 +18,11 @@ def _remember(sender: Any, connection: Any, **kwargs: Any) -> None:
 
 
 def watch() -> None:
-    """Remember wrappers as they connect (one WeakSet.add per new connection)."""
-    try:
-        from django.db.backends.signals import connection_created
-    except ImportError:  # Django is optional
+    """Remember wrappers as they connect (one WeakSet.add per new connection), if Django is loaded."""
+    if "django" not in sys.modules:  # a process without Django never imports it because of us
         return
+    from django.db.backends.signals import connection_created
+
     connection_created.connect(_remember, weak=False, dispatch_uid="forkhooks.remember")
 
 
