@@ -71,7 +71,7 @@ def _dechunk(body: bytes) -> bytes:
 
 
 async def _run(
-    target: str, requests: int, concurrency: int, timeout: float, progress: Callable[[int], None] | None
+    target: str, path: str, requests: int, concurrency: int, timeout: float, progress: Callable[[int], None] | None
 ) -> Results:
     results = Results()
     todo = iter(range(requests))
@@ -81,7 +81,7 @@ async def _run(
             tag = secrets.token_hex(8)
             started = time.perf_counter()
             try:
-                status, body = await asyncio.wait_for(_request(target, f"/echo?tag={tag}", timeout), timeout)
+                status, body = await asyncio.wait_for(_request(target, f"{path}?tag={tag}", timeout), timeout)
                 answer = json.loads(body) if status == 200 else None
             except Exception as exc:  # refused, reset, timed out, garbled
                 status, answer = 0, None
@@ -110,10 +110,11 @@ def run(
     *,
     concurrency: int = 64,
     timeout: float = 15.0,
+    path: str = "/echo",
     progress: Callable[[int], None] | None = None,
 ) -> Results:
-    """Send `requests` GET /echo?tag=… to `target` ("host:port" or "unix:/path") and check each answer."""
-    return asyncio.run(_run(target, requests, concurrency, timeout, progress))
+    """Send `requests` GET {path}?tag=… to `target` ("host:port" or "unix:/path") and check each answer."""
+    return asyncio.run(_run(target, path, requests, concurrency, timeout, progress))
 
 
 def get(target: str, path: str, timeout: float = 2.0) -> tuple[int, bytes]:

@@ -35,13 +35,15 @@ ENABLED = [
 
 CONTROLS = [
     ("sync", ["-k", "sync"], WSGI),
+    ("gthread", ["-k", "gthread", "--threads", "4"], WSGI),
     ("asgi", ["-k", "asgi"], ASGI),
     ("uvicorn", ["-k", "uvicorn_worker.UvicornWorker"], ASGI),
 ]
 
 
-def serve(dsn: str, tmp_path: Path, args: list[str], app: str) -> Server:
-    server = Server(gunicorn(*args, app), dsn, tmp_path)
+def serve(dsn: str, tmp_path: Path, args: list[str], app: str, env: dict[str, str] | None = None) -> Server:
+    """Start gunicorn with 4 preloaded workers and wait until it answers."""
+    server = Server(gunicorn(*args, app), dsn, tmp_path, env=env)
     try:
         server.wait_ready()
     except BaseException:

@@ -5,4 +5,5 @@ from . import views
 urlpatterns = [
     path("health", views.health),
     path("echo", views.echo),
+    path("dirty-echo", views.dirty_echo),
 ]

@@ -18,3 +18,10 @@ def echo(request: HttpRequest) -> JsonResponse:
         cursor.execute("SELECT %s::text, pg_backend_pid()", [tag])
         got, backend = cursor.fetchone()
     return JsonResponse({"tag": got, "sent": tag, "pid": os.getpid(), "backend": backend})
+
+
+def dirty_echo(request: HttpRequest) -> JsonResponse:
+    """The same, answered by a gunicorn dirty worker (run with --dirty-app exampleproject.dirty:QueryApp)."""
+    from gunicorn.dirty import get_dirty_client
+
+    return JsonResponse(get_dirty_client().execute("exampleproject.dirty:QueryApp", "echo", request.GET.get("tag", "")))

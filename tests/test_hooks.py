@@ -1,0 +1,150 @@
+"""The gunicorn hooks and worker classes: signatures, bad input, warm-up, dirty workers (#2)."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import psycopg
+import pytest
+from gunicorn.config import Config
+
+import forkhooks.gunicorn as fh
+from forkhooks import _loadgen
+
+from .conftest import PYTHON, ROOT, app_backends, child_env
+from .record import record
+from .servers import poll
+from .test_gunicorn import WSGI, serve
+
+
+def run_python(code: str, dsn: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a snippet in a fresh interpreter (the hooks discard state: keep pytest's process clean)."""
+    return subprocess.run(
+        [PYTHON, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env=child_env(dsn, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_gunicorn_accepts_every_hook_with_its_arity() -> None:
+    """Each hook passes gunicorn's own validator (it checks the number of positional arguments)."""
+    cfg = Config()
+    for name in fh.__all__:
+        if name not in cfg.settings:  # a hook newer than the installed gunicorn
+            continue
+        cfg.set(name, getattr(fh, name))
+        assert cfg.settings[name].get() is getattr(fh, name)
+
+
+def test_import_star_brings_exactly_the_hooks() -> None:
+    """`from forkhooks.gunicorn import *` defines the hooks and nothing else."""
+    namespace: dict[str, object] = {}
+    exec("from forkhooks.gunicorn import *", namespace)
+    assert sorted(k for k in namespace if k != "__builtins__") == sorted(fh.__all__)
+
+
+def test_hooks_never_raise_whatever_they_are_given() -> None:
+    """Hooks called with junk, or with Django unconfigured, log and return: a worker never dies of them."""
+    done = run_python(
+        """
+        import logging, sys
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+        import django  # loaded but never configured
+        import forkhooks.gunicorn as fh
+        for junk in (None, object(), "x"):
+            fh.when_ready(junk); fh.pre_fork(junk, junk); fh.post_fork(junk, junk)
+            fh.post_worker_init(junk); fh.worker_exit(junk, junk); fh.worker_abort(junk)
+            fh.worker_int(junk); fh.dirty_post_fork(junk, junk); fh.dirty_worker_init(junk)
+            fh.dirty_worker_exit(junk, junk)
+        print("survived")
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("survived")
+    assert "forkhooks: worker" in done.stdout
+
+
+def test_warm_up_against_a_refusing_server_logs_one_line_and_returns(tmp_path: Path) -> None:
+    """A database that refuses connections at warm-up: one warning naming the pool, no exception."""
+    done = run_python(
+        """
+        import logging, sys
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+        import django
+        from django.conf import settings
+        from exampleproject.database import django_database
+        settings.configure(DATABASES={"default": django_database(
+            "host=127.0.0.1 port=1 dbname=x connect_timeout=1", pool={"min_size": 1})})
+        django.setup()
+        import forkhooks
+        forkhooks.warm(timeout=1.0)
+        print("survived")
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pool 'default' did not reach min_size=1 within 1.0s" in done.stdout
+    assert done.stdout.rstrip().endswith("survived")
+
+
+def test_missing_uvicorn_worker_names_the_package_to_install() -> None:
+    """-k forkhooks.workers.UvicornWorker without uvicorn-worker: an error that says what to install."""
+    done = run_python(
+        """
+        import sys
+        sys.modules["uvicorn_worker"] = None  # as if it were not installed
+        import forkhooks.workers
+        from forkhooks.workers import SyncWorker  # the others still import
+        try:
+            forkhooks.workers.UvicornWorker
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    assert "pip install 'forkhooks[uvicorn]'" in done.stdout, done.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("warm", ["1", "0"])
+def test_workers_warm_their_pools_unless_turned_off(
+    dsn: str, db: psycopg.Connection, tmp_path: Path, warm: str
+) -> None:
+    """post_worker_init opens each worker's pool to min_size=2 (8 backends); FORKHOOKS_WARM=0 opens none."""
+    server = serve(dsn, tmp_path, ["-c", "python:forkhooks.gunicorn"], WSGI, env={"FORKHOOKS_WARM": warm})
+    try:
+        if warm == "1":
+            poll(lambda: app_backends(db) == 8, timeout=15, what="4 workers x min_size 2 backends")
+        else:
+            poll(lambda: server.log().count("warm-up off") == 4, timeout=15, what="4 workers booted")
+            assert app_backends(db) == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("enabled", [True, False], ids=["forkhooks", "control"])
+def test_dirty_workers_get_their_own_connections(
+    dsn: str, db: psycopg.Connection, tmp_path: Path, enabled: bool
+) -> None:
+    """gunicorn dirty workers (forked by the dirty arbiter, itself forked before when_ready) answer right."""
+    args = ["--dirty-app", "exampleproject.dirty:QueryApp", "--dirty-workers", "2"]
+    if enabled:
+        args = ["-c", "gunicorn_conf/star.py", *args]
+    server = serve(dsn, tmp_path, args, WSGI)
+    try:
+        # The control hangs on shared sockets: few requests, short timeout, bounded run.
+        n, timeout = (400, 10.0) if enabled else (200, 3.0)
+        results = _loadgen.run(server.target, n, concurrency=32, timeout=timeout, path="/dirty-echo")
+    finally:
+        server.kill() if not enabled else server.stop()
+    record("gunicorn-dirty", "forkhooks" if enabled else "control", results)
+    if enabled:
+        assert (results.failed, results.wrong) == (0, 0), results.summary()
+        assert "forkhooks: dirty arbiter" in server.log()
+        poll(lambda: app_backends(db) == 0, timeout=5, what="all app backends gone after shutdown")
+    else:
+        assert results.failed + results.wrong > 0, results.summary()
