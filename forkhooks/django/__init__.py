@@ -1,0 +1,1 @@
+"""Django app: ``INSTALLED_APPS += ["forkhooks.django"]`` discards inherited connections in every forked child."""

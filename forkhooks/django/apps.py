@@ -1,0 +1,19 @@
+"""The AppConfig of forkhooks.django: install the at-fork discard once Django is ready."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+from .. import _core
+
+
+class ForkhooksConfig(AppConfig):
+    """Every process forked after setup (multiprocessing, ProcessPoolExecutor, os.fork) starts clean."""
+
+    name = "forkhooks.django"
+    label = "forkhooks"
+    verbose_name = "forkhooks"
+
+    def ready(self) -> None:
+        """Register the child discard with os.register_at_fork (once per process); nothing is closed."""
+        _core.install()

@@ -1,0 +1,136 @@
+"""Generic fork points (#3): a Django process with a persistent connection forks children that query.
+
+Each case runs tests/project/forks.py in a subprocess with its own settings
+module, so the pytest process never forks with a connection open.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import pytest
+
+from forkhooks._loadgen import Results
+
+from .conftest import PYTHON, ROOT, child_env
+from .record import record
+
+FORKS = 1000  # os.fork(): one child per fork
+TASKS = 200  # ProcessPoolExecutor / multiprocessing.Pool: 4 forked workers share these
+
+WITH = "tests.project.settings"  # INSTALLED_APPS = ["forkhooks.django"]
+WITH_PSYCOPG2 = "tests.project.settings_psycopg2"
+WITHOUT = "tests.project.settings_without"
+WITHOUT_PSYCOPG2 = "tests.project.settings_without_psycopg2"
+
+
+def forks(dsn: str, settings: str, *args: str, timeout: float = 180) -> dict[str, Any]:
+    """Run one scenario of tests/project/forks.py and return its JSON line of counts."""
+    proc = subprocess.run(
+        [PYTHON, "-m", "tests.project.forks", *args],
+        cwd=ROOT,
+        env=child_env(dsn, DJANGO_SETTINGS_MODULE=settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def save(suite: str, case: str, out: dict[str, Any]) -> None:
+    """Record children's answers as requests, so the run's table shows them."""
+    results = Results(
+        requests=out["forks"],
+        ok=out["ok"],
+        failed=out["child_errors"] + out["forks"] - out["answers"],
+        wrong=out["wrong"] + out["shared"],  # an answer from the parent's backend is not the child's own
+    )
+    record(suite, case, results, parent_errors=out["parent_errors"], parent_backends=out["parent_backends"])
+
+
+def assert_parent_kept_its_session(out: dict[str, Any]) -> None:
+    assert out["parent_errors"] == 0, out["parent_error"]
+    assert out["parent_backends"] == 1, out  # never reconnected
+    assert out["parent_backend_after"] == out["parent_backend_before"], out
+
+
+def assert_children_had_their_own(out: dict[str, Any], n: int) -> None:
+    assert out["answers"] == n, out
+    assert (out["ok"], out["wrong"], out["shared"], out["child_errors"]) == (n, 0, 0, 0), out
+
+
+@pytest.mark.fork
+@pytest.mark.parametrize("settings", [WITH, WITH_PSYCOPG2], ids=["psycopg", "psycopg2"])
+def test_os_fork_children_get_their_own_connection(dsn: str, settings: str) -> None:
+    """1000 os.fork() children each query on a new backend; the parent keeps its session throughout."""
+    out = forks(dsn, settings, "os.fork", "--n", str(FORKS))
+    save("forks", f"os.fork-{out['driver']}", out)
+    assert_children_had_their_own(out, FORKS)
+    assert_parent_kept_its_session(out)
+
+
+@pytest.mark.fork
+@pytest.mark.parametrize("scenario", ["executor", "mp.pool"])
+def test_process_pools_get_their_own_connections(dsn: str, scenario: str) -> None:
+    """ProcessPoolExecutor / multiprocessing.Pool (fork): each worker has its own backend, the parent keeps its."""
+    out = forks(dsn, WITH, scenario, "--n", str(TASKS))
+    save("forks", scenario, out)
+    assert_children_had_their_own(out, TASKS)
+    assert out["child_processes"] == out["child_backends"] == 4, out
+    assert_parent_kept_its_session(out)
+
+
+@pytest.mark.fork
+@pytest.mark.parametrize("scenario", ["os.fork", "executor", "mp.pool"])
+def test_naive_close_in_the_child_is_harmless_with_forkhooks(dsn: str, scenario: str) -> None:
+    """With forkhooks the blog post's connection.close() in the child closes nothing of the parent's."""
+    out = forks(dsn, WITH, scenario, "--n", "50", "--naive-close")
+    save("forks", f"{scenario}-naive-close", out)
+    assert_children_had_their_own(out, 50)
+    assert_parent_kept_its_session(out)
+
+
+@pytest.mark.fork
+@pytest.mark.parametrize("settings", [WITH, WITH_PSYCOPG2], ids=["psycopg", "psycopg2"])
+def test_fork_while_another_thread_holds_a_connection(dsn: str, settings: str) -> None:
+    """A thread holding its own connection across 50 forks keeps its backend; children get their own."""
+    out = forks(dsn, settings, "thread", "--n", "50")
+    save("forks", f"thread-{out['driver']}", out)
+    assert_children_had_their_own(out, 50)
+    assert_parent_kept_its_session(out)
+    assert "thread_error" not in out, out["thread_error"]
+    assert out["thread_backend_after"] == out["thread_backend_before"], out
+
+
+# Controls: the same scenarios without forkhooks.django. Children that share the
+# parent's socket concurrently can hang on a stolen reply, so controls use forms
+# that fail deterministically: the naive close, or children run one at a time.
+
+
+@pytest.mark.fork
+@pytest.mark.parametrize("scenario", ["os.fork", "executor", "mp.pool"])
+def test_control_naive_close_kills_the_parents_session(dsn: str, scenario: str) -> None:
+    """Without forkhooks, connection.close() in a child sends Terminate down the parent's socket."""
+    out = forks(dsn, WITHOUT, scenario, "--n", "50", "--naive-close")
+    save("forks-control", f"{scenario}-naive-close", out)
+    assert out["parent_errors"] > 0, out
+    assert "server closed the connection unexpectedly" in out["parent_error"], out
+    assert out["parent_backend_after"] != out["parent_backend_before"], out
+
+
+@pytest.mark.fork
+@pytest.mark.parametrize(
+    ("settings", "scenario"),
+    [(WITHOUT, "os.fork"), (WITHOUT_PSYCOPG2, "os.fork"), (WITHOUT_PSYCOPG2, "thread")],
+    ids=["psycopg", "psycopg2", "thread-psycopg2"],
+)
+def test_control_children_share_the_parents_backend(dsn: str, settings: str, scenario: str) -> None:
+    """Without forkhooks (and without the naive close) every child talks on the parent's socket."""
+    out = forks(dsn, settings, scenario, "--n", "100", "--sequential")
+    save("forks-control", f"{scenario}-{out['driver']}-shared", out)
+    assert out["shared"] == out["answers"] == 100, out
+    assert out["child_backends"] == 1, out
