@@ -1,0 +1,178 @@
+"""The demo's pieces: a gunicorn process, a progress bar, a backend sampler, the table."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from . import _loadgen
+from ._procnet import server_sockets
+
+if TYPE_CHECKING:
+    from ._demo import Outcome
+
+
+class Gunicorn:
+    """gunicorn in its own session (so a terminal's Ctrl-C reaches the demo, not it), logging to a file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, sock: Path) -> None:
+        self.target = f"unix:{sock}"
+        self.log_path = sock.with_suffix(".log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.pid = self.proc.pid
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of gunicorn's output, for error messages."""
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def wait_ready(self, timeout: float) -> None:
+        """Poll GET /health until it answers 200; raise with the log if gunicorn exits or never answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(OSError):  # not listening yet
+                if _loadgen.get(self.target, "/health")[0] == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn not ready within {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.1)  # poll interval, not a wait for readiness
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM the master (graceful: workers run worker_exit), wait with a bound, then kill the group."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def kill(self) -> None:
+        """Kill the whole process group: a worker the master lost track of dies too."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:  # group already gone
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(10)
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn with \\r at most ten times a second."""
+
+    def __init__(self, label: str, total: int, stream: TextIO = sys.stderr, width: int = 30) -> None:
+        self.label, self.total, self.stream, self.width = label, total, stream, width
+        self.started = time.monotonic()
+        self._drawn = 0.0
+        self(0)
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.total and done and now - self._drawn < 0.1:
+            return
+        self._drawn = now
+        filled = self.width * done // self.total
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r  {self.label:<18} [{bar}] {done}/{self.total}  {now - self.started:5.1f}s")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """End the bar's line."""
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class Sampler:
+    """Samples the server's client backends (one application_name) and the master's sockets in a thread."""
+
+    def __init__(self, dsn: str, app_name: str, master_pid: int, interval: float = 0.25) -> None:
+        import psycopg
+
+        self._conn: Any = psycopg.connect(
+            dsn, autocommit=True, connect_timeout=5, application_name="forkhooks-demo-observer"
+        )
+        self._app_name, self._master, self._interval = app_name, master_pid, interval
+        self._port = int(self._conn.info.port)
+        self.backends_max = 0
+        self.master_max: int | None = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="forkhooks-demo-sampler", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._sample()  # once before the load, so a short run still has a measurement
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._conn.close()
+
+    def backends(self) -> int:
+        """Client backends on the server with this run's application_name."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name = %s",
+            [self._app_name],
+        ).fetchone()
+        return int(row[0])
+
+    def _sample(self) -> None:
+        self.backends_max = max(self.backends_max, self.backends())
+        if self.master_max is not None:
+            try:
+                self.master_max = max(self.master_max, server_sockets(self._master, self._port))
+            except (OSError, subprocess.CalledProcessError):  # no `ss` here: say n/a, not 0
+                self.master_max = None
+
+    def _loop(self) -> None:
+        while not self._done.wait(self._interval):
+            self._sample()
+
+    def stop(self) -> None:
+        """Stop sampling (once the load is done)."""
+        if self._thread.is_alive():
+            self._done.set()
+            self._thread.join(10)
+            self._sample()
+
+    def left_after_shutdown(self, timeout: float) -> int:
+        """Backends still there after gunicorn exited, polled until none or `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while (left := self.backends()) and time.monotonic() < deadline:
+            time.sleep(0.1)  # poll interval
+        return left
+
+
+def table(without: Outcome, with_: Outcome, workers: int) -> str:
+    """The before/after table as aligned text."""
+
+    def ms(value: float) -> str:
+        return f"{value:.1f} ms"
+
+    def na(value: int | None) -> str:
+        return "n/a" if value is None else str(value)
+
+    rows = [
+        ("requests", lambda o: str(o.results.requests)),
+        ("failed", lambda o: str(o.results.failed)),
+        ("wrong rows (another request's answer)", lambda o: str(o.results.wrong)),
+        ("workers that served", lambda o: f"{len(o.results.pids)}/{workers}"),
+        ("p50 latency (answered requests)", lambda o: ms(o.results.percentile(50))),
+        ("p99 latency (answered requests)", lambda o: ms(o.results.percentile(99))),
+        ("server backends during the run (max)", lambda o: str(o.backends_max)),
+        ("server backends left after shutdown", lambda o: str(o.backends_left)),
+        ("master's backends (its sockets to the server)", lambda o: na(o.master_max)),
+    ]
+    lines = [f"{'':<46} {'without forkhooks':>18} {'with forkhooks':>15}"]
+    lines += [f"{name:<46} {cell(without):>18} {cell(with_):>15}" for name, cell in rows]
+    return "\n".join(lines)

