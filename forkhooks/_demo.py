@@ -131,7 +131,7 @@ def _one_run(
 
     # A per-run application_name lets the sampler count this run's backends
     # only, even on a shared server or with leftovers of the previous run.
-    app_name = "forkhooks-demo-" + ("with" if worker_class.startswith("forkhooks.") else "without")
+    app_name = "forkhooks-demo-" + ("on" if worker_class.startswith("forkhooks.") else "off")
     argv = [
         sys.executable, "-m", "gunicorn", "--preload", "-w", str(args.workers), "-k", worker_class, *kind.extra,
         "-b", f"unix:{tmp / 'app.sock'}", "--graceful-timeout", "5", kind.app,

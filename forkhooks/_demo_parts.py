@@ -120,9 +120,11 @@ class Sampler:
 
     def backends(self) -> int:
         """Client backends on the server with this run's application_name."""
+        # Also "<name>:<role>:<pid>": forkhooks may label a process's connections with its role and pid.
         row = self._conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name = %s",
-            [self._app_name],
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            " AND (application_name = %s OR application_name LIKE %s)",
+            [self._app_name, self._app_name + ":%"],
         ).fetchone()
         return int(row[0])
 

@@ -73,7 +73,9 @@ def test_demo_shows_the_bug_then_the_fix(tmpdir_env: tuple[Path, dict[str, str]]
     assert (with_failed, with_wrong) == ("0", "0"), table
     assert int(without_failed) + int(without_wrong) > 0, table
     assert columns(table, "workers that served")[1] == "4/4", table
+    assert int(columns(table, "master's backends")[0]) > 0, "without forkhooks the master keeps its pool"
     assert columns(table, "master's backends")[1] == "0", table
+    assert int(columns(table, "server backends during")[1]) > 0, table
     assert leftovers(tmp) == []
     assert processes_mentioning(str(tmp)) == []
 
