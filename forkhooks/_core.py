@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import _django, _settings
+from . import _django, _settings, _tracked
 from ._sockets import Inerter, graveyard, pool_connections
 
 
@@ -100,6 +100,10 @@ def discard(*, log: Log | None = None, who: str = "child") -> Report:
                         inert.bury(conn)
                 graveyard.append(pool)
                 report.pools += 1
+        for obj in _guarded_list(_tracked.tracked, report, log, "listing tracked pools"):
+            with _guard(report, log, f"discarding tracked {_tracked.name(obj)}"):
+                _tracked.discard(obj, inert)
+                report.pools += 1
         with _guard(report, log, "resetting Django's connection handler"):
             _django.reset_handler()
         report.connections = inert.count
@@ -123,6 +127,9 @@ def close(*, log: Log | None = None, who: str = "owner", timeout: float | None =
             with _guard(report, log, f"closing pool {key!r}"):
                 _close_pool(pool, timeout)
                 report.pools += 1
+    for obj in _guarded_list(_tracked.tracked, report, log, "listing tracked pools"):
+        with _guard(report, log, f"closing tracked {_tracked.name(obj)}"):
+            report.pools += _tracked.close(obj, timeout)
     return _finish(report, log, who)
 
 
@@ -161,6 +168,11 @@ def warm(*, log: Log | None = None, who: str = "worker", timeout: float | None =
                 report.opened.append(f"{alias!r} (not ready)")
                 continue
             report.opened.append(f"{alias!r} ({pool.min_size} connections)")
+    for obj in _guarded_list(_tracked.tracked, report, log, "listing tracked pools"):
+        with _guard(report, log, f"warming tracked {_tracked.name(obj)}"):
+            opened = _tracked.warm(obj, timeout)
+            if opened:
+                report.opened.append(opened)
     return _finish(report, log, who)
 
 
