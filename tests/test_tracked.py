@@ -1,0 +1,131 @@
+"""Pools users create themselves (#3): forkhooks.track() under real gunicorn, and what track() accepts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import forkhooks
+from forkhooks import _loadgen
+from forkhooks._loadgen import Results
+
+from .conftest import PYTHON, ROOT, app_backends, child_env
+from .procnet import server_sockets
+from .record import record
+from .servers import Server, gunicorn, poll
+
+REQUESTS = 1000
+APPS = ["psycopg2", "psycopg_pool", "sqlalchemy"]  # examples/plainwsgi/<kind>_app.py
+
+
+def serve(dsn: str, tmp_path: Path, kind: str, **env: str) -> Server:
+    """gunicorn --preload -w 4 with forkhooks' hooks, serving one plain WSGI app."""
+    argv = gunicorn("-c", "python:forkhooks.gunicorn", "-k", "sync", f"plainwsgi.{kind}_app:application")
+    server = Server(argv, dsn, tmp_path, env=env)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.kill()
+        raise
+    return server
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("kind", APPS)
+def test_tracked_pool_serves_every_request_its_own_rows(
+    kind: str, dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A pool created and used at import, tracked: 0 failed, 0 wrong rows, 4 workers, the master holds nothing."""
+    server = serve(dsn, tmp_path, kind)
+    try:
+        master = server_sockets(server.pid)
+        results = _loadgen.run(server.target, REQUESTS, concurrency=64)
+    finally:
+        code = server.stop()
+    poll(lambda: app_backends(db) == 0, timeout=5, what="all app backends gone after shutdown")
+    record("track", kind, results, master_sockets=master)
+    assert results.requests == REQUESTS
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert len(results.pids) == 4, results.summary()
+    assert master == 0, "when_ready closed the tracked pool in the master"
+    assert code == 0, server.log()[-3000:]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("kind", APPS)
+def test_control_untracked_pool_fails(kind: str, dsn: str, tmp_path: Path) -> None:
+    """The same app and hooks without track(): workers share the master's sockets and requests fail."""
+    server = serve(dsn, tmp_path, kind, FORKHOOKS_TRACK="0")
+    try:
+        master = server_sockets(server.pid)
+        results = _loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
+    finally:
+        server.kill()
+    record("track-control", kind, results, master_sockets=master)
+    assert master > 0, "forkhooks cannot close a pool it does not know"
+    assert results.failed + results.wrong > 0, results.summary()
+
+
+def test_track_returns_the_object_and_refuses_what_it_cannot_reset() -> None:
+    """track(pool) returns pool; anything else is a TypeError naming the supported kinds."""
+    from psycopg2.pool import SimpleConnectionPool
+
+    pool = SimpleConnectionPool(0, 1, "")  # minconn=0: nothing connects
+    assert forkhooks.track(pool) is pool
+    with pytest.raises(
+        TypeError, match=r"psycopg_pool\.ConnectionPool.*psycopg2\.pool.*sqlalchemy\.Engine.*PerProcess"
+    ):
+        forkhooks.track(object())
+
+
+# Without gunicorn: forkhooks.install() (no Django) and os.fork() children, one kind per run.
+KINDS = ["psycopg2", "psycopg_pool", "null_pool", "async_pool", "sqlalchemy", "per_process"]
+FORKS = 200
+
+
+def plainforks(dsn: str, kind: str, *args: str) -> dict[str, Any]:
+    """Run tests/project/plainforks.py for `kind` and return its JSON line of counts."""
+    proc = subprocess.run(
+        [PYTHON, "-m", "tests.project.plainforks", kind, *args],
+        cwd=ROOT,
+        env=child_env(dsn),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = Results(
+        requests=out["forks"], ok=out["ok"], failed=out["child_errors"], wrong=out["wrong"] + out["shared"]
+    )
+    record(
+        "track-fork" if "--no-track" not in args else "track-fork-control",
+        kind,
+        results,
+        parent_errors=out["parent_errors"],
+    )
+    return out
+
+
+@pytest.mark.fork
+@pytest.mark.parametrize("kind", KINDS)
+def test_install_and_track_give_each_forked_child_its_own_connections(kind: str, dsn: str) -> None:
+    """No Django: with install() and track(), 200 forked children each query on their own backend."""
+    out = plainforks(dsn, kind, "--n", str(FORKS))
+    assert out["answers"] == FORKS, out
+    assert (out["ok"], out["wrong"], out["shared"], out["child_errors"]) == (FORKS, 0, 0, 0), out
+    assert out["parent_errors"] == 0, out["parent_error"]
+
+
+@pytest.mark.fork
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "null_pool"])  # a null pool keeps no idle connection
+def test_control_untracked_children_use_the_parents_connections(kind: str, dsn: str) -> None:
+    """Without install()/track(), children run one at a time still answer from the parent's sockets, or fail."""
+    out = plainforks(dsn, kind, "--n", "50", "--no-track", "--sequential")
+    assert out["ok"] == 0, out
+    assert out["shared"] + out["child_errors"] + out["wrong"] == 50, out
