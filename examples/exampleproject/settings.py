@@ -26,6 +26,8 @@ DATABASES = {
         if POOL
         else None,
         CONN_MAX_AGE=int(os.environ.get("FORKHOOKS_EXAMPLE_CONN_MAX_AGE", "0")),
+        # The benchmark (bench/) swaps in its getpid()-checking backend here.
+        ENGINE=os.environ.get("FORKHOOKS_EXAMPLE_ENGINE", "django.db.backends.postgresql"),
         # With a pool, Django turns this into psycopg_pool's check=check_connection:
         # only live connections are handed out, so a server restart leaves no dead ones.
         CONN_HEALTH_CHECKS=True,

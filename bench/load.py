@@ -1,0 +1,82 @@
+"""Fixed-duration load: wrk when installed, forkhooks' asyncio load generator otherwise."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from forkhooks import _loadgen
+
+LUA = Path(__file__).resolve().parent / "wrk_report.lua"
+PATH = "/echo?tag=bench"  # a fixed URL: every request runs the same one query
+
+
+@dataclass
+class Load:
+    """What one fixed-duration run measured."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # connect/read/write/timeout errors and non-2xx answers
+
+    @property
+    def rps(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def tool() -> str:
+    """'wrk' if it is on PATH, else 'loadgen' (forkhooks/_loadgen.py)."""
+    return "wrk" if shutil.which("wrk") else "loadgen"
+
+
+def wrk_argv(target: str, seconds: float, connections: int) -> list[str]:
+    """The wrk command line for one run."""
+    return [
+        "wrk",
+        "-t1",  # one thread is plenty for 4 sync workers and leaves the second core to the server
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        f"http://{target}{PATH}",
+    ]
+
+
+def run(target: str, seconds: float, *, connections: int = 8) -> Load:
+    """Load `target` ("host:port") for `seconds` and return throughput and latency."""
+    if tool() == "wrk":
+        return _wrk(target, seconds, connections)
+    return _fallback(target, seconds, connections)
+
+
+def _wrk(target: str, seconds: float, connections: int) -> Load:
+    done = subprocess.run(
+        wrk_argv(target, seconds, connections), capture_output=True, text=True, timeout=seconds + 60, check=True
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCHJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no report:\n{done.stdout}\n{done.stderr}")
+    r = json.loads(line.removeprefix("BENCHJSON "))
+    errors = sum(r[k] for k in ("connect", "read", "write", "timeout", "status"))
+    return Load(r["requests"], r["duration_us"] / 1e6, r["p50_us"] / 1000, r["p99_us"] / 1000, errors)
+
+
+def _fallback(target: str, seconds: float, connections: int) -> Load:
+    # _loadgen runs a number of requests, not a duration: size the run from a
+    # short probe, then report the time it really took.
+    started = time.perf_counter()
+    probe = _loadgen.run(target, 100, concurrency=connections, timeout=10)
+    probe_rate = probe.ok / max(1e-3, time.perf_counter() - started)
+    started = time.perf_counter()
+    results = _loadgen.run(target, max(100, int(probe_rate * seconds)), concurrency=connections, timeout=10)
+    elapsed = time.perf_counter() - started
+    return Load(results.ok, elapsed, results.percentile(50), results.percentile(99), results.failed + results.wrong)
