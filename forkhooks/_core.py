@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import _django, _settings, _tracked
+from . import _appname, _budget, _django, _settings, _tracked
 from ._sockets import Inerter, graveyard, pool_connections
 
 
@@ -106,6 +106,8 @@ def discard(*, log: Log | None = None, who: str = "child") -> Report:
                 report.pools += 1
         with _guard(report, log, "resetting Django's connection handler"):
             _django.reset_handler()
+        with _guard(report, log, "naming this process's connections"):
+            _appname.label(who)
         report.connections = inert.count
     return _finish(report, log, who)
 
@@ -131,6 +133,30 @@ def close(*, log: Log | None = None, who: str = "owner", timeout: float | None =
         with _guard(report, log, f"closing tracked {_tracked.name(obj)}"):
             report.pools += _tracked.close(obj, timeout)
     return _finish(report, log, who)
+
+
+def prepare_master(
+    *,
+    log: Log | None = None,
+    workers: int = 1,
+    threads: int = 1,
+    dirty_workers: int = 0,
+    dirty_threads: int = 1,
+    timeout: float | None = None,
+) -> Report:
+    """The master, before its first fork: close what it opened, name its connections, check the budget."""
+    log = log or _log
+    report = close(log=log, who="master", timeout=timeout)
+    with _guard(report, log, "naming the master's connections"):
+        _appname.label("master")
+    if _settings.flag("FORKHOOKS_BUDGET", True):
+        with _guard(report, log, "checking the connection budget"):
+            for budget in _budget.check(workers, threads, dirty_workers, dirty_threads):
+                if budget.over:
+                    log.warning("forkhooks: connection budget %s. Fix: %s", budget, budget.fix())
+                else:
+                    log.info("forkhooks: connection budget %s", budget)
+    return report
 
 
 def _close_pool(pool: Any, timeout: float) -> None:

@@ -26,7 +26,8 @@ def watch() -> None:
     connection_created.connect(_remember, weak=False, dispatch_uid="forkhooks.remember")
 
 
-def _handler() -> Any | None:
+def handler() -> Any | None:
+    """django.db.connections if the process loaded Django's database layer, else None."""
     db = sys.modules.get("django.db")
     return getattr(db, "connections", None)
 
@@ -34,31 +35,39 @@ def _handler() -> Any | None:
 def wrappers() -> list[Any]:
     """Every Django wrapper this process knows: this thread's slots and all seen ones."""
     found: dict[int, Any] = {id(w): w for w in list(_seen)}
-    handler = _handler()
-    # `settings` is a cached_property: absent means no wrapper was ever built.
-    if handler is not None and "settings" in handler.__dict__:
-        for w in handler.all(initialized_only=True):
-            found[id(w)] = w
+    found.update((id(w), w) for w in current_thread_wrappers())
     return list(found.values())
 
 
 def current_thread_wrappers() -> list[Any]:
     """The wrappers held in this thread's slots (the only ones it may close)."""
-    handler = _handler()
-    if handler is None or "settings" not in handler.__dict__:
+    conns = handler()
+    # `settings` is a cached_property: absent means no wrapper was ever built.
+    if conns is None or "settings" not in conns.__dict__:
         return []
-    return list(handler.all(initialized_only=True))
+    return list(conns.all(initialized_only=True))
 
 
 def reset_handler() -> None:
     """Forget every slot, so that fresh wrappers are created on next use."""
-    handler = _handler()
-    if handler is None:
+    conns = handler()
+    if conns is None:
         return
     from asgiref.local import Local
 
-    handler._connections = Local(handler.thread_critical)
+    conns._connections = Local(conns.thread_critical)
     _seen.clear()
+
+
+def database_settings() -> dict[str, dict[str, Any]]:
+    """DATABASES as Django's handler holds it (mutable), or {} when Django is not configured."""
+    conns = handler()
+    if conns is None:
+        return {}
+    try:
+        return dict(conns.settings)
+    except Exception:  # settings not configured (ImproperlyConfigured): nothing to do
+        return {}
 
 
 def pool_dicts() -> Iterator[dict[Any, Any]]:
@@ -87,16 +96,10 @@ def forget_transaction(wrapper: Any) -> None:
 
 def pooled_aliases() -> list[str]:
     """Aliases whose settings turn pooling on (OPTIONS['pool'])."""
-    handler = _handler()
-    if handler is None:
-        return []
-    try:
-        return [a for a, s in handler.settings.items() if s.get("OPTIONS", {}).get("pool")]
-    except Exception:  # settings not configured: nothing to warm
-        return []
+    return [a for a, db in database_settings().items() if db.get("OPTIONS", {}).get("pool")]
 
 
 def pool_of(alias: str) -> Any | None:
     """The pool Django uses for `alias` (created lazily, not opened)."""
-    handler = _handler()
-    return getattr(handler[alias], "pool", None) if handler is not None else None
+    conns = handler()
+    return getattr(conns[alias], "pool", None) if conns is not None else None

@@ -9,6 +9,7 @@ from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
 from . import _core
+from . import gunicorn as gunicorn_hooks
 
 
 class ForkhooksWorkerMixin:
@@ -24,7 +25,7 @@ class ForkhooksWorkerMixin:
         parent = getattr(super(), "check_config", None)
         if parent is not None:
             parent(cfg, log)
-        _core.close(log=log, who="master")
+        _core.prepare_master(log=log, **gunicorn_hooks._sizes(cfg))
 
     def init_process(self) -> None:
         _core.discard(log=self.log, who="worker")

@@ -36,6 +36,24 @@ __all__ = [
 ]
 
 
+def _sizes(cfg: Any) -> dict[str, int]:
+    """Workers and threads from gunicorn's config, for the connection budget."""
+    sizes = {}
+    for key, setting in (
+        ("workers", "workers"),
+        ("threads", "threads"),
+        ("dirty_workers", "dirty_workers"),
+        ("dirty_threads", "dirty_threads"),
+    ):
+        value = getattr(cfg, setting, None)
+        if isinstance(value, int):
+            sizes[key] = value
+    worker_class = str(getattr(cfg, "worker_class_str", ""))
+    if "gthread" not in worker_class and "ThreadWorker" not in worker_class:
+        sizes["threads"] = 1  # only gthread runs requests on several threads
+    return sizes
+
+
 def _log(obj: Any) -> Any:
     """gunicorn's logger from an arbiter or a worker; forkhooks' own otherwise."""
     log = getattr(obj, "log", None)
@@ -43,8 +61,8 @@ def _log(obj: Any) -> Any:
 
 
 def when_ready(server: Any, *, timeout: float | None = None) -> None:
-    """Master is ready: close its connections and pools before any worker is forked."""
-    _core.close(log=_log(server), who="master", timeout=timeout)
+    """Master is ready: close its connections and pools before any fork, name its own, check the budget."""
+    _core.prepare_master(log=_log(server), timeout=timeout, **_sizes(getattr(server, "cfg", None)))
 
 
 def pre_fork(server: Any, worker: Any, *, timeout: float | None = None) -> None:

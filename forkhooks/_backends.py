@@ -1,0 +1,97 @@
+"""`forkhooks connections`: the server's backends grouped by the process that holds them (#4)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._appname import parse
+
+_QUERY = """
+SELECT pid, application_name, state, client_addr::text,
+       extract(epoch FROM now() - coalesce(state_change, backend_start))::float
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+ORDER BY application_name, pid
+"""
+
+
+@dataclass
+class Backend:
+    """One server backend and what its application_name says of its owner."""
+
+    pid: int
+    application_name: str
+    state: str
+    client_addr: str | None
+    idle_seconds: float
+
+    @property
+    def owner(self) -> tuple[str, str, int] | None:
+        """(prefix, role, pid) when forkhooks named it."""
+        return parse(self.application_name)
+
+    @property
+    def local(self) -> bool:
+        """True when the client is on this host (Unix socket or loopback)."""
+        if not self.client_addr:
+            return True
+        return ipaddress.ip_address(self.client_addr.split("/")[0]).is_loopback
+
+
+@dataclass
+class Owner:
+    """A process holding backends, with the flags that call for a look."""
+
+    name: str
+    backends: list[Backend] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def fetch(conn: Any) -> list[Backend]:
+    """Every client backend but our own, from pg_stat_activity."""
+    cur = conn.cursor()
+    cur.execute(_QUERY)
+    return [Backend(int(r[0]), r[1] or "", r[2] or "", r[3], float(r[4] or 0)) for r in cur.fetchall()]
+
+
+def group(backends: list[Backend]) -> list[Owner]:
+    """Group backends by owner process and flag orphans, idle-in-transaction ones, and masters."""
+    owners: dict[str, Owner] = {}
+    for b in backends:
+        who = b.owner
+        key = f"{who[1]} {who[2]} ({who[0]})" if who else (b.application_name or "(no application_name)")
+        owner = owners.setdefault(key, Owner(key))
+        owner.backends.append(b)
+        if who and b.local and not _alive(who[2]) and "ORPHAN: owner pid gone" not in owner.flags:
+            owner.flags.append("ORPHAN: owner pid gone")
+        if who and who[1] == "master" and "held by a master" not in owner.flags:
+            owner.flags.append("held by a master")
+        if b.state.startswith("idle in transaction") and "idle in transaction" not in owner.flags:
+            owner.flags.append("idle in transaction")
+    return list(owners.values())
+
+
+def render(owners: list[Owner]) -> str:
+    """A plain-text report, one block per owner."""
+    if not owners:
+        return "no client backends"
+    lines = []
+    for owner in owners:
+        flags = f"  [{', '.join(owner.flags)}]" if owner.flags else ""
+        lines.append(f"{owner.name}: {len(owner.backends)} backend(s){flags}")
+        for b in owner.backends:
+            lines.append(f"    backend {b.pid:>7}  {b.state or '-':<20} idle {b.idle_seconds:8.1f}s")
+    return "\n".join(lines)
