@@ -1,4 +1,4 @@
-"""`forkhooks connections`: the server's backends grouped by the process that holds them (#4)."""
+"""`forkhooks connections`: the server's backends grouped by the process that holds them."""
 
 from __future__ import annotations
 
@@ -95,3 +95,55 @@ def render(owners: list[Owner]) -> str:
         for b in owner.backends:
             lines.append(f"    backend {b.pid:>7}  {b.state or '-':<20} idle {b.idle_seconds:8.1f}s")
     return "\n".join(lines)
+
+
+# `forkhooks connections`: answer seed 004's question, "which process holds my connections?"
+HELP = "list the server's backends grouped by owner process; flag orphans, idle in transaction, masters"
+
+
+def add_arguments(parser: Any) -> None:
+    """Options of `forkhooks connections`."""
+    parser.add_argument("--dsn", help="libpq DSN of the server (else FORKHOOKS_DSN, else Django settings)")
+    parser.add_argument("--settings", help="Django settings module to take the server from")
+    parser.add_argument("--alias", default="default", help="Django database alias (with --settings)")
+
+
+def _connect(args: Any) -> Any:
+    dsn = args.dsn or os.environ.get("FORKHOOKS_DSN")
+    if dsn:
+        try:
+            import psycopg
+
+            return psycopg.connect(dsn, autocommit=True, application_name="forkhooks-connections")
+        except ImportError:
+            import psycopg2
+
+            conn = psycopg2.connect(dsn, application_name="forkhooks-connections")
+            conn.autocommit = True
+            return conn
+    if args.settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
+    import django
+    from django.db import connections
+
+    django.setup()
+    wrapper = connections[args.alias]
+    params = wrapper.get_connection_params()
+    params["application_name"] = "forkhooks-connections"
+    return wrapper.Database.connect(**params)
+
+
+def run(args: Any) -> int:
+    """Print the report; exit 1 when an orphan or a master-held backend is found."""
+    try:
+        conn = _connect(args)
+    except Exception as exc:
+        print(f"forkhooks connections: cannot connect: {type(exc).__name__}: {str(exc).strip()}")
+        return 2
+    try:
+        owners = group(fetch(conn))
+    finally:
+        conn.close()
+    print(render(owners))
+    alarming = {"ORPHAN: owner pid gone", "held by a master"}
+    return 1 if any(alarming & set(o.flags) for o in owners) else 0

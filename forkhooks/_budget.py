@@ -1,4 +1,4 @@
-"""Will the deployment's connections fit in what the PostgreSQL server allows? (#4)
+"""Will the deployment's connections fit in what the PostgreSQL server allows?
 
 Seeds 002 and 004: "remaining connection slots are reserved", pgbouncer's
 max_client_conn. The sum is simple and worth checking before the first fork:
@@ -111,3 +111,42 @@ def check(workers: int, threads: int = 1, dirty_workers: int = 0, dirty_threads:
         except Exception as exc:  # server down: the budget is a warning, never a failure
             budget.limits = f"could not read: {type(exc).__name__}: {str(exc).strip()[:120]}"
     return budgets
+
+
+# `forkhooks check`: the same sum from the command line, for CI and deploy scripts.
+HELP = "check that workers x pool sizes fit in the PostgreSQL server's max_connections"
+
+
+def add_arguments(parser: Any) -> None:
+    """Options of `forkhooks check`."""
+    parser.add_argument("--workers", type=int, required=True, help="gunicorn/uWSGI worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread, uWSGI threads)")
+    parser.add_argument("--dirty-workers", type=int, default=0, help="gunicorn dirty workers")
+    parser.add_argument("--dirty-threads", type=int, default=1, help="threads per dirty worker")
+    parser.add_argument("--settings", help="Django settings module (else DJANGO_SETTINGS_MODULE)")
+
+
+def run(args: Any) -> int:
+    """Print each server's budget; exit 1 when one is over, 2 when Django cannot be set up."""
+    import os
+
+    if args.settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        print("forkhooks check: no Django settings; pass --settings or set DJANGO_SETTINGS_MODULE")
+        return 2
+    try:
+        import django
+
+        django.setup()
+    except Exception as exc:
+        print(f"forkhooks check: cannot set Django up: {type(exc).__name__}: {exc}")
+        return 2
+    budgets = check(args.workers, args.threads, args.dirty_workers, args.dirty_threads)
+    if not budgets:
+        print("forkhooks check: no PostgreSQL database in DATABASES")
+    for budget in budgets:
+        print(budget)
+        if budget.over:
+            print(f"  fix: {budget.fix()}")
+    return 1 if any(b.over for b in budgets) else 0

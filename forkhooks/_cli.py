@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 COMMANDS: dict[str, str] = {
     "demo": "forkhooks._demo",
+    "check": "forkhooks._budget",
+    "connections": "forkhooks._backends",
 }
 
 

@@ -20,7 +20,7 @@ DATABASES = {
         os.environ.get("FORKHOOKS_DSN", ""),
         pool={
             "min_size": 2,
-            "max_size": 4,
+            "max_size": int(os.environ.get("FORKHOOKS_EXAMPLE_POOL_MAX", "4")),
             "timeout": 10,
         }
         if POOL

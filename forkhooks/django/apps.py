@@ -15,5 +15,7 @@ class ForkhooksConfig(AppConfig):
     verbose_name = "forkhooks"
 
     def ready(self) -> None:
-        """Register the child discard with os.register_at_fork (once per process); nothing is closed."""
+        """Register the child discard with os.register_at_fork (once per process) and the system checks."""
+        from . import checks  # noqa: F401  (registers forkhooks.W001, W002, W003, I001)
+
         _core.install()
