@@ -144,9 +144,19 @@ def prepare_master(
     dirty_threads: int = 1,
     timeout: float | None = None,
 ) -> Report:
-    """The master, before its first fork: close what it opened, name its connections, check the budget."""
+    """The master, before its first fork: close what it opened, name its connections, check the budget.
+
+    Raises SystemExit when a pool setting is invalid: every worker would fail
+    every request, so the server must not start (#5, bad input).
+    """
     log = log or _log
     report = close(log=log, who="master", timeout=timeout)
+    problems = _guarded_list(_django.invalid_pools, report, log, "checking pool settings")
+    error = getattr(log, "error", log.warning)
+    for problem in problems:
+        error("forkhooks: %s; the server cannot serve with it, so it does not start", problem)
+    if problems:
+        raise SystemExit(1)
     with _guard(report, log, "naming the master's connections"):
         _appname.label("master")
     if _settings.flag("FORKHOOKS_BUDGET", True):

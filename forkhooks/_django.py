@@ -103,3 +103,19 @@ def pool_of(alias: str) -> Any | None:
     """The pool Django uses for `alias` (created lazily, not opened)."""
     conns = handler()
     return getattr(conns[alias], "pool", None) if conns is not None else None
+
+
+def invalid_pools() -> list[str]:
+    """A message per alias whose OPTIONS['pool'] cannot build a pool (building one opens nothing)."""
+    problems = []
+    for alias in pooled_aliases():
+        try:
+            pool = pool_of(alias)  # Django builds the pool object lazily, with open=False
+        except Exception as exc:
+            problems.append(f"DATABASES[{alias!r}]['OPTIONS']['pool'] is invalid: {type(exc).__name__}: {exc}")
+            continue
+        pools = type(handler()[alias])._connection_pools  # type: ignore[index]
+        if pools.get(alias) is pool:  # the master must not keep it: drop the unopened object
+            del pools[alias]
+    return problems
+

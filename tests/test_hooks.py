@@ -15,7 +15,7 @@ from forkhooks import _loadgen
 
 from .conftest import PYTHON, ROOT, app_backends, child_env
 from .record import record
-from .servers import poll
+from .servers import Server, gunicorn, poll
 from .test_gunicorn import WSGI, serve
 
 
@@ -148,3 +148,26 @@ def test_dirty_workers_get_their_own_connections(
         poll(lambda: app_backends(db) == 0, timeout=5, what="all app backends gone after shutdown")
     else:
         assert results.failed + results.wrong > 0, results.summary()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("args", [["-c", "python:forkhooks.gunicorn"], ["-k", "forkhooks.workers.SyncWorker"]])
+def test_an_invalid_pool_option_stops_the_master_with_a_message_naming_it(
+    dsn: str, tmp_path: Path, args: list[str]
+) -> None:
+    """OPTIONS['pool'] with a misspelt key: every request would fail, so gunicorn exits at once, saying why."""
+    server = Server(
+        gunicorn(*args, WSGI),
+        dsn,
+        tmp_path,
+        env={"FORKHOOKS_EXAMPLE_POOL_OPTIONS": '{"max_sise": 4}', "FORKHOOKS_EXAMPLE_STARTUP_QUERY": "0"},
+    )
+    try:
+        code = server.proc.wait(60)
+    finally:
+        server.kill()
+    log = server.log()
+    assert code != 0
+    assert "forkhooks: DATABASES['default']['OPTIONS']['pool'] is invalid: TypeError" in log
+    assert "max_sise" in log
+    assert "Booting worker" not in log

@@ -1,5 +1,6 @@
 """Settings of the example project: Django pooling on PostgreSQL, from FORKHOOKS_DSN."""
 
+import json
 import os
 
 from exampleproject.database import django_database
@@ -22,6 +23,8 @@ DATABASES = {
             "min_size": 2,
             "max_size": int(os.environ.get("FORKHOOKS_EXAMPLE_POOL_MAX", "4")),
             "timeout": 10,
+            # Extra psycopg_pool options as JSON, e.g. '{"max_idle": 60}' (the tests pass bad ones too).
+            **json.loads(os.environ.get("FORKHOOKS_EXAMPLE_POOL_OPTIONS", "{}")),
         }
         if POOL
         else None,
