@@ -55,6 +55,12 @@ def reset_handler() -> None:
         return
     from asgiref.local import Local
 
+    from ._sockets import graveyard
+
+    # Keep the old slots alive: freeing the inherited wrappers (and all they
+    # reference) would write to shared pages, a copy-on-write fault each, and
+    # cost most of post_fork's time (measured: ~1 ms of 1.3 ms).
+    graveyard.append(conns._connections)
     conns._connections = Local(conns.thread_critical)
     _seen.clear()
 
