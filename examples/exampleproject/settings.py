@@ -9,7 +9,9 @@ SECRET_KEY = "example-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "exampleproject.urls"
-INSTALLED_APPS: list[str] = []
+# FORKHOOKS_EXAMPLE_APPS=forkhooks.django adds apps (comma-separated): the at-fork discard for
+# views that fork (tests/test_faults.py). Default: none.
+INSTALLED_APPS: list[str] = [a for a in os.environ.get("FORKHOOKS_EXAMPLE_APPS", "").split(",") if a]
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 USE_TZ = True
 
