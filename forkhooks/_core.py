@@ -120,6 +120,8 @@ def close(*, log: Log | None = None, who: str = "owner", timeout: float | None =
     for wrapper in _guarded_list(_django.current_thread_wrappers, report, log, "listing Django connections"):
         if wrapper.connection is None:
             continue
+        with _guard(report, log, f"cancelling the query of Django connection {wrapper.alias!r}"):
+            _cancel_running_query(wrapper.connection, timeout)
         with _guard(report, log, f"closing Django connection {wrapper.alias!r}"):
             wrapper.close()
             report.connections += 1
@@ -133,6 +135,33 @@ def close(*, log: Log | None = None, who: str = "owner", timeout: float | None =
         with _guard(report, log, f"closing tracked {_tracked.name(obj)}"):
             report.pools += _tracked.close(obj, timeout)
     return _finish(report, log, who)
+
+
+# libpq's PQTRANS_ACTIVE: a command is in progress (psycopg 3 TransactionStatus.ACTIVE,
+# psycopg2 TRANSACTION_STATUS_ACTIVE).
+_ACTIVE = 1
+
+
+def _cancel_running_query(conn: Any, timeout: float) -> bool:
+    """Ask the server to cancel the query `conn` is running, if any; True when one was running.
+
+    Issue #5: gunicorn's worker timeout (SIGABRT -> worker_abort) and SIGINT/SIGQUIT (worker_int)
+    interrupt a request mid-query. Closing sends Terminate, but the server reads it only once the
+    query ends: a backend in pg_sleep(30) outlived its aborted worker by 28 s (tests/test_faults.py),
+    holding its locks and a connection slot while the replacement worker opened its own.
+    """
+    info = getattr(conn, "info", None)  # psycopg 3
+    status = info.transaction_status if info is not None else None
+    if status is None and hasattr(conn, "get_transaction_status"):  # psycopg2
+        status = conn.get_transaction_status()
+    if status is None or int(status) != _ACTIVE:
+        return False
+    cancel_safe = getattr(conn, "cancel_safe", None)  # psycopg >= 3.2: bounded, non-blocking
+    if cancel_safe is not None:
+        cancel_safe(timeout=timeout)
+    else:
+        conn.cancel()
+    return True
 
 
 def prepare_master(
