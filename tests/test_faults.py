@@ -7,6 +7,7 @@ runs, and bounds every wait.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -180,16 +181,18 @@ def stopped(pid: int) -> bool:
 class Load:
     """Requests in a background thread, chunk after chunk, until stopped; counts add up."""
 
-    def __init__(self, target: str, *, path: str = "/echo", concurrency: int = 64, chunk: int = 400) -> None:
+    def __init__(
+        self, target: str, *, path: str = "/echo", concurrency: int = 64, chunk: int = 400, timeout: float = 15
+    ) -> None:
         self.results = Results()
-        self._args = (target, chunk, concurrency, path)
+        self._args = (target, chunk, concurrency, path, timeout)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        target, chunk, concurrency, path = self._args
+        target, chunk, concurrency, path, timeout = self._args
         while not self._stop.is_set():
-            add(self.results, _loadgen.run(target, chunk, concurrency=concurrency, path=path, timeout=15))
+            add(self.results, _loadgen.run(target, chunk, concurrency=concurrency, path=path, timeout=timeout))
 
     def __enter__(self) -> Load:
         self._thread.start()
@@ -489,3 +492,96 @@ def test_worker_timeout_aborts_the_worker_and_frees_its_backends(
     assert f"forkhooks: worker {worker} closed" in log
     assert freed_after <= GONE_WITHIN, f"backend {backend} of aborted worker {worker} lived {freed_after}s"
     assert (after.failed, after.wrong) == (0, 0), after.summary()
+
+
+# -- 5. a view that forks while the worker's other threads hold connections --------------------
+
+FORKING = 200  # /fork-echo requests (one os.fork() each)
+HOLD = "/slow/0.1"  # requests that hold a pooled connection 100 ms each, on the other threads
+
+
+@dataclass
+class ForkAnswers:
+    """Answers of /fork-echo: the child's row must be the request's own, on a backend of its own."""
+
+    results: Results
+    held: list[int]  # pooled connections the worker's other threads held at each fork
+
+
+def fork_requests(target: str, n: int, concurrency: int, timeout: float) -> ForkAnswers:
+    """GET /fork-echo?tag=… n times, `concurrency` at once; counts like the load generator's."""
+    results, held = Results(), []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        tag = f"{i}-{random.getrandbits(48):012x}"
+        try:
+            status, body = _loadgen.get(target, f"/fork-echo?tag={tag}", timeout)
+            answer = json.loads(body) if status == 200 else None
+        except Exception as exc:
+            status, answer = 0, None
+            with lock:
+                results.errors[type(exc).__name__] += 1
+        with lock:
+            results.requests += 1
+            if answer is None:
+                results.failed += 1
+                if status:
+                    results.errors[f"HTTP {status}"] += 1
+            elif answer["tag"] != tag:
+                results.wrong += 1
+            else:
+                results.ok += 1
+                results.pids[answer["pid"]] += 1
+                held.append(answer["held"])
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(n)))
+    return ForkAnswers(results, held)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("app", [True, False], ids=["forkhooks.django", "control"])
+def test_view_forks_while_other_threads_hold_pooled_connections(
+    app: bool, dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """gthread x4: 200 views fork while the other threads hold pooled connections: 0 failed, 0 wrong anywhere.
+
+    The child queries through Django and exits; the forking thread queries meanwhile. With the
+    forkhooks.django app (the at-fork discard) the child gets a fresh pool and backend. The control,
+    gunicorn's hooks alone, leaves the child the worker's pool: it takes the same idle connection
+    as the parent thread (or waits on a pool with no threads), and requests fail or get wrong rows.
+    """
+    env = {"FORKHOOKS_EXAMPLE_APPS": "forkhooks.django"} if app else {}
+    # The control hangs on shared sockets: few requests, short timeouts, rounds of one request per client.
+    n, timeout = (FORKING, 15.0) if app else (12, 4.0)
+    with running(dsn, tmp_path, KINDS["gthread"], env=env) as server:
+        wait_workers(server)
+        with Load(server.target, path=HOLD, concurrency=12, chunk=12, timeout=timeout) as holding:
+            forks = fork_requests(server.target, n, concurrency=4, timeout=timeout)
+        log = server.log()
+        if not app:
+            server.kill()
+    if app:
+        gone_after_shutdown(db)
+    both = Results()
+    add(both, forks.results)
+    add(both, holding.results)
+    held_3 = sum(h >= 3 for h in forks.held)
+    record(
+        "faults",
+        f"fork-in-view-{'forkhooks' if app else 'control'}",
+        forks.results,
+        holding_requests=holding.results.requests,
+        holding_failed=holding.results.failed,
+        holding_wrong=holding.results.wrong,
+        forks_with_3_held=held_3,
+    )
+    if app:
+        assert (forks.results.requests, both.failed, both.wrong) == (FORKING, 0, 0), (
+            f"forks: {forks.results.summary()}; holding: {holding.results.summary()}"
+        )
+        assert held_3 >= FORKING // 10, f"only {held_3} forks with 3 connections held by other threads"
+        assert "forkhooks: forked child" in log
+    else:
+        assert both.failed + both.wrong > 0, f"forks: {forks.results.summary()}; holding: {holding.results.summary()}"
