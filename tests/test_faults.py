@@ -48,7 +48,7 @@ KINDS = {"sync": ["-k", "sync"], "gthread": ["-k", "gthread", "--threads", "4"]}
 
 
 # pg_stat_activity lists a backend before it knows its application_name (state 'starting',
-# PostgreSQL >= 17: authentication and start-up packet still under way).
+# PostgreSQL >= 18: authentication still under way; older servers list it only after).
 STARTING = "(starting)"
 
 
