@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from gunicorn.workers.gasgi import ASGIWorker as _ASGIWorker
 from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
@@ -45,7 +44,3 @@ class SyncWorker(ForkhooksWorkerMixin, _SyncWorker):
 
 class ThreadWorker(ForkhooksWorkerMixin, _ThreadWorker):
     """gunicorn's ``gthread`` worker with forkhooks."""
-
-
-class ASGIWorker(ForkhooksWorkerMixin, _ASGIWorker):
-    """gunicorn's native ``asgi`` worker with forkhooks."""

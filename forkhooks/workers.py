@@ -1,28 +1,29 @@
 """Worker classes for ``gunicorn -k``: ``forkhooks.workers.SyncWorker`` and friends.
 
-``UvicornWorker`` and ``UvicornH11Worker`` import uvicorn-worker only when used.
+``ASGIWorker`` (gunicorn >= 24), ``UvicornWorker`` and ``UvicornH11Worker``
+(uvicorn-worker) import what they need only when used.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._workers import ASGIWorker, ForkhooksWorkerMixin, SyncWorker, ThreadWorker
+from ._workers import ForkhooksWorkerMixin, SyncWorker, ThreadWorker
 
 if TYPE_CHECKING:
+    from ._asgi import ASGIWorker as ASGIWorker
     from ._uvicorn import UvicornH11Worker as UvicornH11Worker
     from ._uvicorn import UvicornWorker as UvicornWorker
 
-# The uvicorn variants stay out of __all__: `import *` must not need uvicorn-worker.
-__all__ = ["ASGIWorker", "ForkhooksWorkerMixin", "SyncWorker", "ThreadWorker"]
+# The lazy variants stay out of __all__: `import *` must not need gunicorn >= 24 or uvicorn-worker.
+__all__ = ["ForkhooksWorkerMixin", "SyncWorker", "ThreadWorker"]
 
-_UVICORN = {"UvicornWorker", "UvicornH11Worker"}
+_LAZY = {"ASGIWorker": "._asgi", "UvicornWorker": "._uvicorn", "UvicornH11Worker": "._uvicorn"}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the uvicorn-worker variants lazily, with a clear error if it is missing."""
-    if name in _UVICORN:
-        from . import _uvicorn
-
-        return getattr(_uvicorn, name)
+    """Import the variants lazily, with a clear error if what they need is missing."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __package__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

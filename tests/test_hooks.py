@@ -108,6 +108,23 @@ def test_missing_uvicorn_worker_names_the_package_to_install() -> None:
     assert "pip install 'forkhooks[uvicorn]'" in done.stdout, done.stderr
 
 
+def test_asgi_worker_on_gunicorn_23_names_the_version_needed() -> None:
+    """-k forkhooks.workers.ASGIWorker on gunicorn < 24 (no gasgi): an error naming the version; the rest imports."""
+    done = run_python(
+        """
+        import sys
+        sys.modules["gunicorn.workers.gasgi"] = None  # as on gunicorn 23
+        from forkhooks.workers import *  # needs neither gasgi nor uvicorn-worker
+        import forkhooks.workers
+        try:
+            forkhooks.workers.ASGIWorker
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    assert "needs gunicorn >= 24" in done.stdout, done.stderr
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("warm", ["1", "0"])
 def test_workers_warm_their_pools_unless_turned_off(
@@ -131,6 +148,7 @@ def test_dirty_workers_get_their_own_connections(
     dsn: str, db: psycopg.Connection, tmp_path: Path, enabled: bool
 ) -> None:
     """gunicorn dirty workers (forked by the dirty arbiter, itself forked before when_ready) answer right."""
+    pytest.importorskip("gunicorn.dirty", reason="dirty workers need gunicorn >= 25")
     args = ["--dirty-app", "exampleproject.dirty:QueryApp", "--dirty-workers", "2"]
     if enabled:
         args = ["-c", "gunicorn_conf/star.py", *args]
