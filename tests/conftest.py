@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import sys
+import time
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -72,3 +77,61 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("forkhooks: measured")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+# --- Supported versions (#5): one JSON line per run in support.jsonl, read by scripts/support-table. ---
+SUPPORT_DISTS = ("django", "gunicorn", "psycopg", "psycopg-pool", "psycopg2", "uvicorn-worker", "pyuwsgi")
+_SUPPORT: dict[str, Any] = {"started": time.time(), "postgresql": None}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+    """Note the PostgreSQL server's version the first time the `dsn` fixture is set up."""
+    result = yield
+    if fixturedef.argname == "dsn" and _SUPPORT["postgresql"] is None:
+        try:
+            with psycopg.connect(str(result), connect_timeout=5) as conn:
+                _SUPPORT["postgresql"] = conn.execute("SHOW server_version").fetchall()[0][0].split()[0]
+        except psycopg.Error:
+            pass
+    return result
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Append what ran (versions, selection, counts, skip reasons) to support.jsonl."""
+    from .record import RESULTS
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or session.config.option.collectonly:
+        return
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in SUPPORT_DISTS:
+        versions[dist] = None
+        for name in (dist, f"{dist}-binary"):  # psycopg2 is usually psycopg2-binary
+            try:
+                versions[dist] = metadata.version(name)
+                break
+            except metadata.PackageNotFoundError:
+                pass
+    versions["postgresql"] = _SUPPORT["postgresql"]
+    counts = {k: len(reporter.stats.get(k, [])) for k in ("passed", "failed", "error", "skipped", "deselected")}
+    reasons: dict[str, int] = {}
+    for report in reporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    row = {
+        "session": os.environ.get("NOX_CURRENT_SESSION"),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "seconds": round(time.time() - _SUPPORT["started"]),
+        "exitstatus": int(exitstatus),
+        "k": session.config.option.keyword or None,
+        "m": session.config.option.markexpr or None,
+        "args": list(session.config.invocation_params.args),
+        "versions": versions,
+        **counts,
+        "skip_reasons": reasons,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / "support.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")

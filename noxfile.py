@@ -1,0 +1,90 @@
+"""The support matrix (#5): each session installs its versions and runs pytest; the last one rewrites README's table.
+
+    nox -l                       # list the sessions
+    nox                          # every session below, then support-table
+    nox -s py313-django61        # one session (support-table follows it)
+    nox -R -s gunicorn23         # reuse its venv and skip the install (local reruns)
+
+Each pytest run appends one line to .results/support.jsonl (tests/conftest.py);
+scripts/support-table turns the latest line of each session into README.md's
+"Supported versions" table. The tests start an embedded PostgreSQL unless
+FORKHOOKS_TEST_DSN is set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.reuse_venv = "yes"  # a venv is created on first use (CI's fresh clone) and reused after
+nox.options.error_on_missing_interpreters = True  # a missing Python fails, never skips quietly
+
+GUNICORN_NEWEST = "27.*"
+GUNICORN_OLDEST = "23.0.0"  # setup.cfg's gunicorn>=23
+# What starts gunicorn or runs its hooks (tracked_pool: psycopg2, psycopg_pool, SQLAlchemy under gunicorn),
+# plus both drivers' discard (psycopg 3 and psycopg2).
+GUNICORN_SUBSET = "gunicorn or hooks or discard or tracked_pool"
+
+MATRIX = ["py311-django52", "py312-django60", "py313-django61", "gunicorn23"]
+
+
+def _python(version: str) -> str:
+    """pyenv's newest X.Y interpreter if there is one (its shims fail unless X.Y is selected), else X.Y."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = [p for p in root.glob(f"{version}.*/bin/python{version}") if re.fullmatch(r"\d+\.\d+\.\d+", p.parts[-3])]
+    found.sort(key=lambda p: tuple(int(n) for n in p.parts[-3].split(".")))
+    return str(found[-1]) if found else version
+
+
+def _tests(session: nox.Session, django: str, gunicorn: str, *pytest_args: str) -> None:
+    """Install forkhooks[test] with these Django and gunicorn versions, run pytest, then the table."""
+    session.notify("support-table")
+    if shutil.which("ss") is None:  # the tests count sockets with ss (iproute2), as scripts/test does
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "iproute2", external=True)
+    session.install("-e", ".[test]", f"django=={django}.*", f"gunicorn=={gunicorn}")
+    session.run("python", "-m", "pytest", *pytest_args, *session.posargs)
+
+
+@nox.session(name="py311-django52", python=_python("3.11"))
+def py311_django52(session: nox.Session) -> None:
+    """Full suite: Python 3.11, Django 5.2 LTS, gunicorn 27."""
+    _tests(session, "5.2", GUNICORN_NEWEST)
+
+
+@nox.session(name="py312-django60", python=_python("3.12"))
+def py312_django60(session: nox.Session) -> None:
+    """Full suite: Python 3.12, Django 6.0, gunicorn 27."""
+    _tests(session, "6.0", GUNICORN_NEWEST)
+
+
+@nox.session(name="py313-django61", python=_python("3.13"))
+def py313_django61(session: nox.Session) -> None:
+    """Full suite: Python 3.13, Django 6.1, gunicorn 27."""
+    _tests(session, "6.1", GUNICORN_NEWEST)
+
+
+@nox.session(name="gunicorn23", python=_python("3.11"))
+def gunicorn23(session: nox.Session) -> None:
+    """The gunicorn tests on the oldest gunicorn claimed (23.0.0): Python 3.11, Django 5.2."""
+    _tests(session, "5.2", GUNICORN_OLDEST, "-k", GUNICORN_SUBSET)
+
+
+@nox.session(name="support-table", python=False)
+def support_table(session: nox.Session) -> None:
+    """Rewrite README.md's support table from .results/support.jsonl."""
+    session.run(sys.executable, "scripts/support-table", *MATRIX, external=True)
+
+
+@nox.session(python=_python("3.11"), default=False)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy, as scripts/test runs them (not in the default run)."""
+    session.install("-e", ".[test]", "django==5.2.*")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
