@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import load, procs  # noqa: E402
 from bench.procs import ROOT, Gunicorn  # noqa: E402
+from forkhooks._process import poll  # noqa: E402
 
 BENCH = ROOT / "bench"
 HOOKS = ["-c", "python:forkhooks.gunicorn"]
@@ -184,7 +185,7 @@ def respawn(config: Config, env: dict[str, str], dsn: str, kills: int) -> dict[s
                     answer = server.echo(f"k{i}", timeout=30)
                     out["kill_to_first_ms"].append(1000 * (time.perf_counter() - started))
                 else:
-                    procs.poll(
+                    poll(
                         lambda old=old: len(pids := server.worker_pids()) == 1 and old not in pids,
                         timeout=30,
                         what="replacement worker",

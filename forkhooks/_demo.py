@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import _loadgen
-from ._demo_parts import Gunicorn, Progress, Sampler, table
+from ._demo_parts import Progress, Sampler, table
+from ._process import ServerProcess, children
 
 HELP = "run the example app under gunicorn without and with forkhooks, print a before/after table"
 
@@ -137,10 +138,18 @@ def _one_run(
         "-b", f"unix:{tmp / 'app.sock'}", "--graceful-timeout", "5", kind.app,
     ]  # fmt: skip
     _say(f"{label}: gunicorn {' '.join(argv[3:])}")
-    server = Gunicorn(argv, _env(make_conninfo(dsn, application_name=app_name), examples), examples, tmp / "app.sock")
+    # gunicorn in its own session: a terminal's Ctrl-C reaches the demo, which stops it in order.
+    server = ServerProcess(
+        argv,
+        cwd=examples,
+        env=_env(make_conninfo(dsn, application_name=app_name), examples),
+        log_path=tmp / "app.log",
+        target=f"unix:{tmp / 'app.sock'}",
+    )
     with contextlib.ExitStack() as stack:
         stack.callback(_shielded, server.kill)
-        server.wait_ready(timeout=60)
+        # gunicorn spawns workers up to 0.1 s apart: wait for all, or a short run misses the last one.
+        server.wait_ready(timeout=60, also=lambda: len(children(server.pid)) == args.workers)
         sampler = stack.enter_context(Sampler(dsn, app_name, server.pid))
         progress = Progress(label, args.requests)
         timeout = FORKHOOKS_TIMEOUT if worker_class.startswith("forkhooks.") else CONTROL_TIMEOUT
@@ -151,7 +160,8 @@ def _one_run(
         finally:
             progress.finish()
         sampler.stop()
-        server.stop(timeout=15)
+        with contextlib.suppress(TimeoutError):  # stop() has killed what was left; the table still matters
+            server.stop(timeout=15)
         left = sampler.left_after_shutdown(timeout=3)
     return Outcome(results, sampler.backends_max, left, sampler.master_max)
 

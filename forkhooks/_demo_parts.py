@@ -2,70 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import _loadgen
 from ._procnet import server_sockets
 
 if TYPE_CHECKING:
     from ._demo import Outcome
-
-
-class Gunicorn:
-    """gunicorn in its own session (so a terminal's Ctrl-C reaches the demo, not it), logging to a file."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, sock: Path) -> None:
-        self.target = f"unix:{sock}"
-        self.log_path = sock.with_suffix(".log")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.pid = self.proc.pid
-
-    def log_tail(self, chars: int = 3000) -> str:
-        """The end of gunicorn's output, for error messages."""
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def wait_ready(self, timeout: float) -> None:
-        """Poll GET /health until it answers 200; raise with the log if gunicorn exits or never answers."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError):  # not listening yet
-                if _loadgen.get(self.target, "/health")[0] == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn not ready within {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.1)  # poll interval, not a wait for readiness
-
-    def stop(self, timeout: float) -> None:
-        """SIGTERM the master (graceful: workers run worker_exit), wait with a bound, then kill the group."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
-    def kill(self) -> None:
-        """Kill the whole process group: a worker the master lost track of dies too."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:  # group already gone
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(10)
 
 
 class Progress:

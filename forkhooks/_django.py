@@ -124,4 +124,3 @@ def invalid_pools() -> list[str]:
         if pools.get(alias) is pool:  # the master must not keep it: drop the unopened object
             del pools[alias]
     return problems
-

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import PYTHON, ROOT, child_env
+from .servers import run_json
 
 CHILDREN = 50
 
 
 def scenario(dsn: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run tests/scenario_discard.py in its own interpreter and return its report."""
-    done = subprocess.run(
-        [PYTHON, "-m", "tests.scenario_discard", dsn, *args],
-        cwd=ROOT,
-        env=child_env(dsn, **(env or {})),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = run_json("tests.scenario_discard", dsn, *args, dsn=dsn, env=env)[0]
+    return report
 
 
 CASES = [

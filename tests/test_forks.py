@@ -6,16 +6,14 @@ module, so the pytest process never forks with a connection open.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from typing import Any
 
 import pytest
 
 from forkhooks._loadgen import Results
 
-from .conftest import PYTHON, ROOT, child_env
 from .record import record
+from .servers import run_json
 
 FORKS = 1000  # os.fork(): one child per fork
 TASKS = 200  # ProcessPoolExecutor / multiprocessing.Pool: 4 forked workers share these
@@ -28,16 +26,9 @@ WITHOUT_PSYCOPG2 = "tests.project.settings_without_psycopg2"
 
 def forks(dsn: str, settings: str, *args: str, timeout: float = 180) -> dict[str, Any]:
     """Run one scenario of tests/project/forks.py and return its JSON line of counts."""
-    proc = subprocess.run(
-        [PYTHON, "-m", "tests.project.forks", *args],
-        cwd=ROOT,
-        env=child_env(dsn, DJANGO_SETTINGS_MODULE=settings),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = run_json(
+        "tests.project.forks", *args, dsn=dsn, env={"DJANGO_SETTINGS_MODULE": settings}, timeout=timeout
+    )[0]
     return out
 
 

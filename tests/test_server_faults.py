@@ -11,7 +11,6 @@ import asyncio
 import json
 import re
 import secrets
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,9 +24,9 @@ import pytest
 from forkhooks import _loadgen
 from forkhooks._embedded import EmbeddedPostgres, Restart, TLSUnavailable
 
-from .conftest import PYTHON, ROOT, app_backends, child_env
+from .conftest import app_backends
 from .record import record
-from .servers import Server, gunicorn, poll
+from .servers import Server, gunicorn, poll, run_json, start
 
 WSGI = "exampleproject.wsgi:application"
 STAR = ["-c", "gunicorn_conf/star.py", "-k", "sync"]
@@ -134,27 +133,14 @@ class Load:
 
 def serve(dsn: str, tmp_path: Path, env: dict[str, str] | None = None) -> Server:
     """gunicorn, 4 preloaded sync workers, forkhooks by `-c gunicorn_conf/star.py`, ready."""
-    server = Server(gunicorn(*STAR, WSGI), dsn, tmp_path, env=env)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    return start(gunicorn(*STAR, WSGI), dsn, tmp_path, env=env)
 
 
 def scenario(dsn: str, *args: str) -> tuple[dict[str, Any], str]:
     """Run tests/scenario_discard.py in its own interpreter: (its report, its stderr)."""
-    done = subprocess.run(
-        [PYTHON, "-m", "tests.scenario_discard", dsn, *args],
-        cwd=ROOT,
-        env=child_env(dsn),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+    report: dict[str, Any]
+    report, stderr = run_json("tests.scenario_discard", dsn, *args, dsn=dsn)
+    return report, stderr
 
 
 @pytest.fixture

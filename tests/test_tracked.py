@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +12,10 @@ import forkhooks
 from forkhooks import _loadgen
 from forkhooks._loadgen import Results
 
-from .conftest import PYTHON, ROOT, app_backends, child_env
+from .conftest import app_backends
 from .procnet import server_sockets
 from .record import record
-from .servers import Server, gunicorn, poll
+from .servers import Server, gunicorn, poll, run_json, start
 
 REQUESTS = 1000
 APPS = ["psycopg2", "psycopg_pool", "sqlalchemy"]  # examples/plainwsgi/<kind>_app.py
@@ -26,13 +24,7 @@ APPS = ["psycopg2", "psycopg_pool", "sqlalchemy"]  # examples/plainwsgi/<kind>_a
 def serve(dsn: str, tmp_path: Path, kind: str, **env: str) -> Server:
     """gunicorn --preload -w 4 with forkhooks' hooks, serving one plain WSGI app."""
     argv = gunicorn("-c", "python:forkhooks.gunicorn", "-k", "sync", f"plainwsgi.{kind}_app:application")
-    server = Server(argv, dsn, tmp_path, env=env)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    return start(argv, dsn, tmp_path, env=env)
 
 
 @pytest.mark.e2e
@@ -90,16 +82,7 @@ FORKS = 200
 
 def plainforks(dsn: str, kind: str, *args: str) -> dict[str, Any]:
     """Run tests/project/plainforks.py for `kind` and return its JSON line of counts."""
-    proc = subprocess.run(
-        [PYTHON, "-m", "tests.project.plainforks", kind, *args],
-        cwd=ROOT,
-        env=child_env(dsn),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = run_json("tests.project.plainforks", kind, *args, dsn=dsn, timeout=180)[0]
     results = Results(
         requests=out["forks"], ok=out["ok"], failed=out["child_errors"], wrong=out["wrong"] + out["shared"]
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from forkhooks import _loadgen
 from .conftest import EXAMPLES, PYTHON, app_backends
 from .procnet import server_sockets
 from .record import record
-from .servers import Server, poll
+from .servers import Server, poll, start
 
 REQUESTS = 1000
 UWSGI = [PYTHON, "-c", "import sys, pyuwsgi; sys.argv[0] = 'uwsgi'; sys.exit(pyuwsgi.run())"]
@@ -39,19 +38,22 @@ def ini(tmp_path: Path, name: str, *, drop: tuple[str, ...] = (), first: str = "
 
 def serve(dsn: str, tmp_path: Path, config: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     """Start uWSGI from examples/ and wait until it answers /health."""
-    # A worker that hangs must not keep a test waiting for uWSGI's default 60 s of mercy.
-    server = Server([*UWSGI, "--ini", str(config), "--worker-reload-mercy", "10", *args], dsn, tmp_path, env=env)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    # A worker that hangs must not keep a test waiting for uWSGI's default 60 s of mercy; the
+    # master fifo is how uWSGI 2.0 is stopped gracefully (see stop()).
+    fifo = tmp_path / "master.fifo"
+    argv = [*UWSGI, "--ini", str(config), "--worker-reload-mercy", "10", "--master-fifo", str(fifo), *args]
+    return start(argv, dsn, tmp_path, env=env)
 
 
 def stop(server: Server, db: psycopg.Connection) -> int:
-    """SIGINT: uWSGI 2.0's master stops its workers (SIGTERM would reload them), each runs uwsgi.atexit."""
-    code = server.stop(signal.SIGINT)
+    """Graceful shutdown, `q` on the master fifo: each worker finishes and runs uwsgi.atexit.
+
+    SIGINT and SIGQUIT are uWSGI 2.0's brutal shutdown (a worker may die before its atexit
+    runs: seen 1 run in 3 under load), and SIGTERM would reload.
+    """
+    if server.proc.poll() is None:
+        (server.sock.parent / "master.fifo").write_bytes(b"q")
+    code = server.stop(0, timeout=30)  # signal 0: just wait for the master to exit
     poll(lambda: app_backends(db) == 0, timeout=10, what="all app backends gone after shutdown")
     return code
 
@@ -80,23 +82,34 @@ def test_every_request_gets_its_own_rows(
         # forkhooks.install()'s at-fork callback also runs here: the discard must be idempotent.
         (tmp_path / "install_too.py").write_text("import forkhooks\n\nforkhooks.install()\n")
         last = f"import = {tmp_path / 'install_too.py'}"
-    server = serve(dsn, tmp_path, ini(tmp_path, example, drop=drop, last=last), *args)
+    pure_default = FORK_HOOKS in drop
+    try:
+        server = serve(dsn, tmp_path, ini(tmp_path, example, drop=drop, last=last), *args)
+    except RuntimeError:
+        if pure_default:  # every worker hung at fork: uWSGI's hazard, not a wrong answer
+            pytest.xfail("uWSGI never answered: its workers hung at fork without py-call-uwsgi-fork-hooks")
+        raise
     try:
         results = _loadgen.run(server.target, REQUESTS, concurrency=64)
         master = server_sockets(server.pid)
+        hung = 4 - len(lines(server.log(), r"forkhooks: worker \d+ opened"))
+        if pure_default and hung:
+            # A worker that hung at fork never exits gracefully either: don't wait for it.
+            server.kill()
     finally:
         code = stop(server, db)
     log = server.log()
     record("uwsgi", name, results, master_sockets=master)
     assert results.requests == REQUESTS
     assert results.wrong == 0, results.summary()  # never another request's rows, whatever else happens
-    pure_default = FORK_HOOKS in drop
     if pure_default:
         # uWSGI forks from C without the GIL while the master's pool threads run: forkhooks says so
         # (with --py-call-osafterfork the stale threads are already forgotten when it looks).
         warned = len(lines(log, "WARNING forkhooks: uWSGI forked this process while"))
-        assert warned == (4 if name == "default" else 0), log[-3000:]
-        hung = 4 - len(lines(log, r"forkhooks: worker \d+ opened"))
+        if name == "default":  # at least one worker says so (the others may have been forked between)
+            assert warned >= 1, log[-3000:]
+        else:
+            assert warned == 0, log[-3000:]
         if hung:
             pytest.xfail(f"{hung} worker(s) hung at fork: uWSGI's own hazard without py-call-uwsgi-fork-hooks")
     else:
@@ -118,8 +131,10 @@ def test_every_request_gets_its_own_rows(
 
 @pytest.mark.e2e
 def test_control_without_forkhooks_fails(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
-    """uWSGI's default prefork without forkhooks: shared sockets fail requests or leak rows."""
-    server = serve(dsn, tmp_path, ini(tmp_path, "uwsgi.ini", drop=(IMPORT, FORK_HOOKS)))
+    """uWSGI prefork (the example ini) without forkhooks: shared sockets fail requests or leak rows."""
+    # py-call-uwsgi-fork-hooks stays: without it a worker can hang at fork (uWSGI's GIL hazard, see
+    # above) and the control would measure that instead of the shared sockets.
+    server = serve(dsn, tmp_path, ini(tmp_path, "uwsgi.ini", drop=(IMPORT,)))
     try:
         master = server_sockets(server.pid)
         results = _loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
