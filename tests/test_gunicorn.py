@@ -12,7 +12,7 @@ from forkhooks import _loadgen
 from .conftest import app_backends
 from .procnet import server_sockets
 from .record import record
-from .servers import Server, gunicorn, poll
+from .servers import Server, gunicorn, poll, start
 
 REQUESTS = 1000
 WSGI = "exampleproject.wsgi:application"
@@ -45,13 +45,7 @@ NEEDS_NATIVE_ASGI = {"conf-asgi", "k-asgi", "asgi"}  # gunicorn.workers.gasgi: g
 
 def serve(dsn: str, tmp_path: Path, args: list[str], app: str, env: dict[str, str] | None = None) -> Server:
     """Start gunicorn with 4 preloaded workers and wait until it answers."""
-    server = Server(gunicorn(*args, app), dsn, tmp_path, env=env)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.kill()
-        raise
-    return server
+    return start(gunicorn(*args, app), dsn, tmp_path, env=env)
 
 
 @pytest.mark.e2e
