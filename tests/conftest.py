@@ -84,17 +84,15 @@ SUPPORT_DISTS = ("django", "gunicorn", "psycopg", "psycopg-pool", "psycopg2", "u
 _SUPPORT: dict[str, Any] = {"started": time.time(), "postgresql": None}
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
-    """Note the PostgreSQL server's version the first time the `dsn` fixture is set up."""
-    result = yield
-    if fixturedef.argname == "dsn" and _SUPPORT["postgresql"] is None:
-        try:
-            with psycopg.connect(str(result), connect_timeout=5) as conn:
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """Note the PostgreSQL server's version the first time a test uses the `dsn` fixture."""
+    dsn = getattr(item, "funcargs", {}).get("dsn")
+    if dsn and _SUPPORT["postgresql"] is None:
+        try:  # as an observer: tests do not count it among the app's backends
+            with psycopg.connect(dsn, connect_timeout=5, application_name="forkhooks-observer") as conn:
                 _SUPPORT["postgresql"] = conn.execute("SHOW server_version").fetchall()[0][0].split()[0]
         except psycopg.Error:
-            pass
-    return result
+            _SUPPORT["postgresql"] = "?"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
