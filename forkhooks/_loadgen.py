@@ -77,7 +77,12 @@ async def _run(
     todo = iter(range(requests))
 
     async def client() -> None:
+        me = asyncio.current_task()
         for _ in todo:
+            # Ctrl-C cancels us; asyncio.wait_for can swallow that CancelledError when the request
+            # finishes at the same moment (Python 3.11/3.12), and the loop would go on for ever.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             tag = secrets.token_hex(8)
             started = time.perf_counter()
             try:

@@ -88,7 +88,15 @@ def test_ctrl_c_leaves_nothing_behind(tmpdir_env: tuple[Path, dict[str, str]]) -
     with open(err_path, "wb") as err:
         # Far more requests than can finish before the signal: it lands in the first run.
         proc = subprocess.Popen(
-            demo("--requests", "1000000"), env=env, cwd=tmp, stdout=err, stderr=err, start_new_session=True
+            demo("--requests", "1000000"),
+            env=env,
+            cwd=tmp,
+            stdout=err,
+            stderr=err,
+            start_new_session=True,
+            # As in a terminal: a shell without job control (nox or CI in the background) starts
+            # commands with SIGINT ignored, and the demo would rightly keep ignoring it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         poll(
