@@ -1,4 +1,4 @@
-"""The support matrix (#5): each session installs its versions and runs pytest; the last one rewrites README's table.
+"""The support matrix: each session installs its versions and runs pytest; the last one rewrites README's table.
 
     nox -l                       # list the sessions
     nox                          # every session below, then support-table

@@ -1,1 +1,1 @@
-"""Benchmarks of forkhooks against the alternatives (issue #4 §5): run ``python bench/run.py``."""
+"""Benchmarks of forkhooks against the alternatives: run ``python bench/run.py``."""

@@ -78,7 +78,7 @@ def measure(forks: int) -> dict[str, Any]:
 
     django.setup()
     import forkhooks
-    from exampleproject.startup import read_feature_flags
+    from forkhooks.demo.site.startup import read_feature_flags
 
     read_feature_flags()  # the wrapper holds a pooled connection, the pool is open
     from django.db import connection

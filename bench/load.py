@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from forkhooks import _loadgen
+from forkhooks.demo import loadgen
 
 LUA = Path(__file__).resolve().parent / "wrk_report.lua"
 PATH = "/echo?tag=bench"  # a fixed URL: every request runs the same one query
@@ -32,7 +32,7 @@ class Load:
 
 
 def tool() -> str:
-    """'wrk' if it is on PATH, else 'loadgen' (forkhooks/_loadgen.py)."""
+    """'wrk' if it is on PATH, else 'loadgen' (forkhooks/loadgen.py)."""
     return "wrk" if shutil.which("wrk") else "loadgen"
 
 
@@ -74,9 +74,9 @@ def _fallback(target: str, seconds: float, connections: int) -> Load:
     # _loadgen runs a number of requests, not a duration: size the run from a
     # short probe, then report the time it really took.
     started = time.perf_counter()
-    probe = _loadgen.run(target, 100, concurrency=connections, timeout=10)
+    probe = loadgen.run(target, 100, concurrency=connections, timeout=10)
     probe_rate = probe.ok / max(1e-3, time.perf_counter() - started)
     started = time.perf_counter()
-    results = _loadgen.run(target, max(100, int(probe_rate * seconds)), concurrency=connections, timeout=10)
+    results = loadgen.run(target, max(100, int(probe_rate * seconds)), concurrency=connections, timeout=10)
     elapsed = time.perf_counter() - started
     return Load(results.ok, elapsed, results.percentile(50), results.percentile(99), results.failed + results.wrong)

@@ -9,13 +9,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from forkhooks import _loadgen
-from forkhooks._process import ServerProcess, children
+from forkhooks.demo import loadgen
+from forkhooks.demo.process import ServerProcess, children
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 PYTHON = sys.executable
-WSGI = "exampleproject.wsgi:application"
+WSGI = "forkhooks.demo.site.wsgi:application"
 
 
 def free_port() -> int:
@@ -28,7 +28,7 @@ def free_port() -> int:
 def child_env(dsn: str, extra: dict[str, str]) -> dict[str, str]:
     """The environment of a process running the example project."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "FORKHOOKS_"))}
-    env.update(FORKHOOKS_DSN=dsn, PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="exampleproject.settings")
+    env.update(FORKHOOKS_DSN=dsn, PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="forkhooks.demo.site.settings")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(EXAMPLES), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env.update(extra)
     return env
@@ -82,7 +82,7 @@ class Gunicorn(ServerProcess):
 
     def echo(self, tag: str, timeout: float = 10.0) -> dict[str, object]:
         """One GET /echo?tag=…, its JSON answer; raises unless 200."""
-        status, body = _loadgen.get(self.target, f"/echo?tag={tag}", timeout)
+        status, body = loadgen.get(self.target, f"/echo?tag={tag}", timeout)
         if status != 200:
             raise RuntimeError(f"/echo answered {status}: {body[:200]!r}")
         answer: dict[str, object] = json.loads(body)

@@ -1,4 +1,4 @@
-"""Benchmark forkhooks against the alternatives on the example app and write docs/benchmarks.md (#4 §5).
+"""Benchmark forkhooks against the alternatives on the example app and write docs/benchmarks.md.
 
 python bench/run.py                 # full run: 3 interleaved rounds of 10 s per configuration
 python bench/run.py --quick         # smoke run: 1 round of 1 s
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import load, procs  # noqa: E402
 from bench.procs import ROOT, Gunicorn  # noqa: E402
-from forkhooks._process import poll  # noqa: E402
+from forkhooks.demo.process import poll  # noqa: E402
 
 BENCH = ROOT / "bench"
 HOOKS = ["-c", "python:forkhooks.gunicorn"]
@@ -259,7 +259,7 @@ def versions(dsn: str) -> list[str]:
         server = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
     commit = _sh(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     dirty = " (+ uncommitted changes)" if _sh(["git", "-C", str(ROOT), "status", "--porcelain", "forkhooks"]) else ""
-    gen = _sh(["wrk", "-v"]).splitlines()[0] if load.tool() == "wrk" else "forkhooks/_loadgen.py (wrk not installed)"
+    gen = _sh(["wrk", "-v"]).splitlines()[0] if load.tool() == "wrk" else "forkhooks/loadgen.py (wrk not installed)"
     return [
         f"- Python {platform.python_version()}, Django {django.__version__}, gunicorn {gunicorn.__version__}",
         f"- psycopg {psycopg.__version__} (libpq {psycopg.pq.version()}), psycopg_pool {psycopg_pool.__version__}",
@@ -288,12 +288,12 @@ def commands(s: Settings) -> list[str]:
         ]
     else:
         lines += [
-            f"# load: forkhooks._loadgen.run, {s.connections} concurrent, {s.warmup:g} s warm-up, {s.duration:g} s"
+            f"# load: forkhooks.loadgen.run, {s.connections} concurrent, {s.warmup:g} s warm-up, {s.duration:g} s"
         ]
     lines += [
         "# fork to first response: the forkhooks command with -w 1 and FORKHOOKS_WARM=1, then =0; the lazy one",
         "# with -w 1; kill -KILL <worker pid>, then GET /echo",
-        "# post_fork cost, from examples/ with DJANGO_SETTINGS_MODULE=exampleproject.settings:",
+        "# post_fork cost, from examples/ with DJANGO_SETTINGS_MODULE=forkhooks.demo.site.settings:",
         f"python ../bench/forkcost.py {s.forks}",
         "```",
     ]
@@ -319,12 +319,12 @@ def report(
     out = [
         "# Benchmarks",
         "",
-        "Written by `bench/run.py` (issue #4 §5); do not edit by hand, run it again:",
+        "Written by `bench/run.py`; do not edit by hand, run it again:",
         "",
         f"```sh\n{shlex.join(['python', 'bench/run.py', *argv])}\n```",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed / 60:.1f} min, load average {load_avg}. "
-        "The example app (`examples/exampleproject`), "
+        "The example app (`forkhooks/demo/site`), "
         f"`GET /echo?tag=bench`: one `SELECT %s::text, pg_backend_pid()` per request through Django. "
         f"gunicorn `sync` workers, {s.workers} of them; {s.connections} concurrent connections.",
         "",
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     dsn = args.dsn or os.environ.get("FORKHOOKS_DSN", "")
     try:
         if not dsn:
-            from forkhooks._embedded import EmbeddedPostgres
+            from forkhooks.demo.embedded import EmbeddedPostgres
 
             embedded = EmbeddedPostgres()
             dsn = embedded.dsn

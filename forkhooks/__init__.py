@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._core import Report, close, discard, install, warm
-from ._tracked import PerProcess, track
+from ._adapters.forks import install
+from ._core import PerProcess, Report, close, discard, track, warm
 
 __all__ = ["PerProcess", "Report", "close", "discard", "install", "track", "warm"]
 __version__ = "0.1.0"

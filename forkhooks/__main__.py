@@ -1,5 +1,5 @@
 """``python -m forkhooks``: the same as the ``forkhooks`` console script."""
 
-from ._cli import main
+from ._tools.cli import main
 
 raise SystemExit(main())

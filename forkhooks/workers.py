@@ -9,17 +9,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._workers import ForkhooksWorkerMixin, SyncWorker, ThreadWorker
+from ._adapters.workers import ForkhooksWorkerMixin, SyncWorker, ThreadWorker
 
 if TYPE_CHECKING:
-    from ._asgi import ASGIWorker as ASGIWorker
-    from ._uvicorn import UvicornH11Worker as UvicornH11Worker
-    from ._uvicorn import UvicornWorker as UvicornWorker
+    from ._adapters.asgi import ASGIWorker as ASGIWorker
+    from ._adapters.uvicorn import UvicornH11Worker as UvicornH11Worker
+    from ._adapters.uvicorn import UvicornWorker as UvicornWorker
 
 # The lazy variants stay out of __all__: `import *` must not need gunicorn >= 24 or uvicorn-worker.
 __all__ = ["ForkhooksWorkerMixin", "SyncWorker", "ThreadWorker"]
 
-_LAZY = {"ASGIWorker": "._asgi", "UvicornWorker": "._uvicorn", "UvicornH11Worker": "._uvicorn"}
+_LAZY = {
+    "ASGIWorker": "._adapters.asgi",
+    "UvicornWorker": "._adapters.uvicorn",
+    "UvicornH11Worker": "._adapters.uvicorn",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -26,7 +26,7 @@ def dsn() -> Iterator[str]:
     if external:
         yield external
         return
-    from forkhooks._embedded import EmbeddedPostgres
+    from forkhooks.demo.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres()
     try:
@@ -79,7 +79,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-# --- Supported versions (#5): one JSON line per run in support.jsonl, read by scripts/support-table. ---
+# --- Supported versions: one JSON line per run in support.jsonl, read by scripts/support-table. ---
 SUPPORT_DISTS = ("django", "gunicorn", "psycopg", "psycopg-pool", "psycopg2", "uvicorn-worker", "pyuwsgi")
 _SUPPORT: dict[str, Any] = {"started": time.time(), "postgresql": None}
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from forkhooks._loadgen import Results
+from forkhooks.demo.loadgen import Results
 
 RESULTS = Path(os.environ.get("FORKHOOKS_RESULTS", Path(__file__).resolve().parent.parent / ".results"))
 

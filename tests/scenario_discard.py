@@ -26,7 +26,7 @@ def configure(dsn: str, driver: str, mode: str) -> None:
     import django
     from django.conf import settings
 
-    from exampleproject.database import django_database
+    from forkhooks.demo.site.database import django_database
 
     pool = {"min_size": 2, "max_size": 4} if mode == "pooled" else None
     databases = {"default": django_database(dsn, pool=pool)}

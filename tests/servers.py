@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from forkhooks._process import ServerProcess, poll
+from forkhooks.demo.process import ServerProcess, poll
 
 from .conftest import EXAMPLES, PYTHON, ROOT, child_env
 

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark script (#4 §5): it runs end to end and writes every table; nothing is timed."""
+"""Smoke test of the benchmark script: it runs end to end and writes every table; nothing is timed."""
 
 from __future__ import annotations
 

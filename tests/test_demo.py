@@ -1,19 +1,17 @@
-"""`forkhooks demo` as a user runs it: a real subprocess, an embedded PostgreSQL, real gunicorn (#4)."""
+"""`forkhooks demo` as a user runs it: a real subprocess, an embedded PostgreSQL, real gunicorn."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from forkhooks import _demo
 
 from .conftest import PYTHON, ROOT
 from .servers import poll
@@ -61,11 +59,62 @@ def leftovers(tmp: Path) -> list[str]:
     return sorted(p.name for p in tmp.iterdir() if p.name.startswith(("forkhooks-pg-", "forkhooks-demo-")))
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """forkhooks as users get it: `python -m build --wheel` from a copy of the work tree (ignored files aside)."""
+    src = tmp_path_factory.mktemp("src")
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in filter(None, files.decode().split("\0")):
+        if (ROOT / name).is_file():  # a file deleted in the work tree but not yet in git is not built
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    out = tmp_path_factory.mktemp("dist")
+    built = subprocess.run(
+        [PYTHON, "-m", "build", "--wheel", "--outdir", str(out), str(src)], capture_output=True, text=True, timeout=300
+    )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    assert "eprecat" not in built.stdout + built.stderr, "setuptools warns about the metadata"
+    (found,) = out.glob("forkhooks-*.whl")
+    return found
+
+
+def test_the_wheel_ships_the_demo_and_no_tests(wheel: Path) -> None:
+    """The demo's Django project is in the wheel; tests, examples and benchmarks are not; no dependency."""
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    assert "forkhooks/demo/site/settings.py" in names and "forkhooks/py.typed" in names
+    assert not [n for n in names if n.startswith(("tests/", "examples/", "bench/"))], names
+    metadata = archive.read(next(n for n in names if n.endswith("/METADATA"))).decode()
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist")]
+    assert requires and all("extra ==" in line for line in requires), "`pip install forkhooks` must pull nothing"
+    assert "License-Expression: MIT" in metadata
+
+
 @pytest.mark.e2e
-def test_demo_shows_the_bug_then_the_fix(tmpdir_env: tuple[Path, dict[str, str]]) -> None:
-    """Exit 0; with forkhooks 0 failed / 0 wrong and a master with no backend, without it failures or leaks."""
+def test_demo_from_the_wheel_shows_the_bug_then_the_fix(wheel: Path, tmpdir_env: tuple[Path, dict[str, str]]) -> None:
+    """pip install 'forkhooks[demo]' in a fresh venv, `forkhooks demo` from an empty directory: exit 0, the table."""
     tmp, env = tmpdir_env
-    done = subprocess.run(demo("--requests", "300"), env=env, cwd=tmp, capture_output=True, text=True, timeout=240)
+    venv = tmp / "venv"
+    subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheel}[demo]"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    anywhere = tmp / "anywhere"
+    anywhere.mkdir()
+    env = dict(env, PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        ["forkhooks", "demo", "--requests", "300"], env=env, cwd=anywhere, capture_output=True, text=True, timeout=240
+    )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     table = done.stdout
     without_failed, with_failed = columns(table, "failed")
@@ -77,7 +126,7 @@ def test_demo_shows_the_bug_then_the_fix(tmpdir_env: tuple[Path, dict[str, str]]
     assert columns(table, "master's backends")[1] == "0", table
     assert int(columns(table, "server backends during")[1]) > 0, table
     assert leftovers(tmp) == []
-    assert processes_mentioning(str(tmp)) == []
+    assert processes_mentioning(f"{tmp}/forkhooks-") == []
 
 
 @pytest.mark.e2e
@@ -126,12 +175,3 @@ def test_help() -> None:
     assert sub.returncode == 0, sub.stderr
     for option in ("--worker-class", "--workers", "--requests", "--concurrency", "--dsn"):
         assert option in sub.stdout
-
-
-def test_missing_examples_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """Installed without a checkout: a clear message and exit 2, nothing started."""
-    monkeypatch.setattr(_demo, "examples_dir", lambda: None)
-    parser = argparse.ArgumentParser()
-    _demo.add_arguments(parser)
-    assert _demo.run(parser.parse_args([])) == 2
-    assert "examples/exampleproject" in capsys.readouterr().err

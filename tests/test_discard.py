@@ -1,4 +1,4 @@
-"""discard() in a real forked child, against a real PostgreSQL, both drivers (#2)."""
+"""discard() in a real forked child, against a real PostgreSQL, both drivers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Faults under real gunicorn (#5): recycling, SIGKILL, SIGHUP, worker timeout, a view that forks.
+"""Faults under real gunicorn: recycling, SIGKILL, SIGHUP, worker timeout, a view that forks.
 
 Every case runs gunicorn with 4 preloaded workers, forkhooks' hooks and the example app (Django
 pool min_size 2, max_size 4) against a real PostgreSQL, samples the server's backends while it
@@ -25,9 +25,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from forkhooks import _loadgen
-from forkhooks._appname import parse
-from forkhooks._loadgen import Results
+from forkhooks._tools.appname import parse
+from forkhooks.demo import loadgen
+from forkhooks.demo.loadgen import Results
 
 from .conftest import app_backends
 from .record import record
@@ -35,7 +35,7 @@ from .servers import Server, poll
 from .test_gunicorn import WSGI, serve
 
 WORKERS = 4
-MIN_SIZE = 2  # examples/exampleproject/settings.py
+MIN_SIZE = 2  # forkhooks/demo/site/settings.py
 MAX_SIZE = 4
 STEADY_MAX = WORKERS * MAX_SIZE  # 16: what 4 live workers may hold at most
 WARM = WORKERS * MIN_SIZE  # 8: what 4 warm workers hold at least
@@ -192,7 +192,7 @@ class Load:
     def _run(self) -> None:
         target, chunk, concurrency, path, timeout = self._args
         while not self._stop.is_set():
-            add(self.results, _loadgen.run(target, chunk, concurrency=concurrency, path=path, timeout=timeout))
+            add(self.results, loadgen.run(target, chunk, concurrency=concurrency, path=path, timeout=timeout))
 
     def __enter__(self) -> Load:
         self._thread.start()
@@ -286,7 +286,7 @@ def test_max_requests_churn_keeps_every_answer_right_and_backends_bounded(
     """
     args = [*KINDS[kind], "--max-requests", "50", "--max-requests-jitter", "10"]
     with running(dsn, tmp_path, args) as server, Sampler(dsn) as sampler:
-        results = _loadgen.run(server.target, CHURN_REQUESTS, concurrency=64)
+        results = loadgen.run(server.target, CHURN_REQUESTS, concurrency=64)
     gone_after_shutdown(db)
     booted = len(booted_pids(server.log()))
     record(
@@ -430,7 +430,7 @@ def test_sighup_reloads_under_load_lose_nothing_and_grow_nothing(
 # A backend running a query reads its socket only when the query ends (PostgreSQL checks for a
 # gone client during a query only with client_connection_check_interval, off by default): closing
 # alone leaves it sleeping out the 30 s, measured 28 s after the abort. forkhooks cancels the query
-# first (#5), so the bound is 5 s, far below what is left of the sleep.
+# first, so the bound is 5 s, far below what is left of the sleep.
 SLEEP = 30
 GONE_WITHIN = 5.0
 
@@ -458,7 +458,7 @@ def test_worker_timeout_aborts_the_worker_and_frees_its_backends(
     with running(dsn, tmp_path, [*KINDS["sync"], "--timeout", "2"]) as server:
         wait_workers(server)
         pool = ThreadPoolExecutor(1)
-        slow = pool.submit(_loadgen.get, server.target, f"/slow?seconds={SLEEP}&tag=slow", SLEEP + 10)
+        slow = pool.submit(loadgen.get, server.target, f"/slow?seconds={SLEEP}&tag=slow", SLEEP + 10)
         found: list[tuple[int, str]] = []
 
         def sleeping() -> bool:
@@ -485,7 +485,7 @@ def test_worker_timeout_aborts_the_worker_and_frees_its_backends(
         except Exception as exc:  # the connection closed under the request
             status = type(exc).__name__
         pool.shutdown()
-        after = _loadgen.run(server.target, 200, concurrency=8)
+        after = loadgen.run(server.target, 200, concurrency=8)
         log = server.log()
     gone_after_shutdown(db)
     record("faults", "timeout-sync", after, freed_s=freed_after, slow_request=status)
@@ -516,7 +516,7 @@ def fork_requests(target: str, n: int, concurrency: int, timeout: float) -> Fork
     def one(i: int) -> None:
         tag = f"{i}-{random.getrandbits(48):012x}"
         try:
-            status, body = _loadgen.get(target, f"/fork-echo?tag={tag}", timeout)
+            status, body = loadgen.get(target, f"/fork-echo?tag={tag}", timeout)
             answer = json.loads(body) if status == 200 else None
         except Exception as exc:
             status, answer = 0, None

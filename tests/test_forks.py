@@ -1,4 +1,4 @@
-"""Generic fork points (#3): a Django process with a persistent connection forks children that query.
+"""Generic fork points: a Django process with a persistent connection forks children that query.
 
 Each case runs tests/project/forks.py in a subprocess with its own settings
 module, so the pytest process never forks with a connection open.
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from forkhooks._loadgen import Results
+from forkhooks.demo.loadgen import Results
 
 from .record import record
 from .servers import run_json

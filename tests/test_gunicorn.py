@@ -1,4 +1,4 @@
-"""Real gunicorn, 4 preloaded workers, the example app, 1000 concurrent requests (#2)."""
+"""Real gunicorn, 4 preloaded workers, the example app, 1000 concurrent requests."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from forkhooks import _loadgen
+from forkhooks.demo import loadgen
+from forkhooks.demo.procnet import server_sockets
 
 from .conftest import app_backends
-from .procnet import server_sockets
 from .record import record
 from .servers import Server, gunicorn, poll, start
 
 REQUESTS = 1000
-WSGI = "exampleproject.wsgi:application"
-ASGI = "exampleproject.asgi:application"
+WSGI = "forkhooks.demo.site.wsgi:application"
+ASGI = "forkhooks.demo.site.asgi:application"
 
 # (id, gunicorn arguments, app) — every way of enabling forkhooks, every worker class.
 ENABLED = [
@@ -59,7 +59,7 @@ def test_every_request_gets_its_own_rows(
     server = serve(dsn, tmp_path, args, app)
     try:
         master_before = server_sockets(server.pid)
-        results = _loadgen.run(server.target, REQUESTS, concurrency=64)
+        results = loadgen.run(server.target, REQUESTS, concurrency=64)
         master_after = server_sockets(server.pid)
     finally:
         code = server.stop()
@@ -84,7 +84,7 @@ def test_control_without_forkhooks_fails(
     server = serve(dsn, tmp_path, args, app)
     try:
         master = server_sockets(server.pid)
-        results = _loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
+        results = loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
     finally:
         server.kill()
     record("gunicorn-control", name, results, master_sockets=master)

@@ -1,4 +1,4 @@
-"""The gunicorn hooks and worker classes: signatures, bad input, warm-up, dirty workers (#2)."""
+"""The gunicorn hooks and worker classes: signatures, bad input, warm-up, dirty workers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from gunicorn.config import Config
 
 import forkhooks.gunicorn as fh
-from forkhooks import _loadgen
+from forkhooks.demo import loadgen
 
 from .conftest import PYTHON, ROOT, app_backends, child_env
 from .record import record
@@ -77,7 +77,7 @@ def test_warm_up_against_a_refusing_server_logs_one_line_and_returns(tmp_path: P
         logging.basicConfig(level=logging.INFO, stream=sys.stdout)
         import django
         from django.conf import settings
-        from exampleproject.database import django_database
+        from forkhooks.demo.site.database import django_database
         settings.configure(DATABASES={"default": django_database(
             "host=127.0.0.1 port=1 dbname=x connect_timeout=1", pool={"min_size": 1})})
         django.setup()
@@ -149,14 +149,14 @@ def test_dirty_workers_get_their_own_connections(
 ) -> None:
     """gunicorn dirty workers (forked by the dirty arbiter, itself forked before when_ready) answer right."""
     pytest.importorskip("gunicorn.dirty", reason="dirty workers need gunicorn >= 25")
-    args = ["--dirty-app", "exampleproject.dirty:QueryApp", "--dirty-workers", "2"]
+    args = ["--dirty-app", "forkhooks.demo.site.dirty:QueryApp", "--dirty-workers", "2"]
     if enabled:
         args = ["-c", "gunicorn_conf/star.py", *args]
     server = serve(dsn, tmp_path, args, WSGI)
     try:
         # The control hangs on shared sockets: few requests, short timeout, bounded run.
         n, timeout = (400, 10.0) if enabled else (200, 3.0)
-        results = _loadgen.run(server.target, n, concurrency=32, timeout=timeout, path="/dirty-echo")
+        results = loadgen.run(server.target, n, concurrency=32, timeout=timeout, path="/dirty-echo")
     finally:
         server.kill() if not enabled else server.stop()
     record("gunicorn-dirty", "forkhooks" if enabled else "control", results)

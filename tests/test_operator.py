@@ -1,4 +1,4 @@
-"""Operator features: connection budget, application_name per process, `connections`, system checks (#4)."""
+"""Operator features: connection budget, application_name per process, `connections`, system checks."""
 
 from __future__ import annotations
 

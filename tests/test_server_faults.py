@@ -1,6 +1,6 @@
-"""Server-side faults (#5): PostgreSQL restarted under load, and every fork case over TLS.
+"""Server-side faults: PostgreSQL restarted under load, and every fork case over TLS.
 
-Each test starts its own PostgreSQL (forkhooks._embedded.EmbeddedPostgres), never the
+Each test starts its own PostgreSQL (forkhooks.demo.embedded.EmbeddedPostgres), never the
 session's shared one: a restart would break every other test, and the wheel's
 PostgreSQL has no TLS (the TLS server uses a PostgreSQL built with OpenSSL).
 """
@@ -21,14 +21,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from forkhooks import _loadgen
-from forkhooks._embedded import EmbeddedPostgres, Restart, TLSUnavailable
+from forkhooks.demo import loadgen
+from forkhooks.demo.embedded import EmbeddedPostgres, Restart, TLSUnavailable
 
 from .conftest import app_backends
 from .record import record
 from .servers import Server, gunicorn, poll, run_json, start
 
-WSGI = "exampleproject.wsgi:application"
+WSGI = "forkhooks.demo.site.wsgi:application"
 STAR = ["-c", "gunicorn_conf/star.py", "-k", "sync"]
 
 # PostgreSQL restart under load (1).
@@ -90,9 +90,9 @@ class Load:
     def ok_since(self, t: float) -> int:
         return sum(1 for s in list(self.samples) if s.outcome == "ok" and s.start >= t)
 
-    def results(self) -> _loadgen.Results:
+    def results(self) -> loadgen.Results:
         """The samples as loadgen counts, for record()."""
-        out = _loadgen.Results()
+        out = loadgen.Results()
         for s in self.samples:
             out.requests += 1
             if s.outcome == "ok":
@@ -115,7 +115,7 @@ class Load:
                 error = ""
                 try:
                     status, body = await asyncio.wait_for(
-                        _loadgen._request(self.target, f"/echo?tag={tag}", LOAD_TIMEOUT), LOAD_TIMEOUT
+                        loadgen._request(self.target, f"/echo?tag={tag}", LOAD_TIMEOUT), LOAD_TIMEOUT
                     )
                     answer = json.loads(body) if status == 200 else None
                     if answer is None:
@@ -214,7 +214,7 @@ def test_restart_under_load_fails_only_during_the_outage_and_recovers(own_pg: Em
                 what="200 successes after the restart and the grace",
             )
         samples = list(load.samples)
-        burst = _loadgen.run(server.target, BURST, concurrency=64)
+        burst = loadgen.run(server.target, BURST, concurrency=64)
         with psycopg.connect(own_pg.dsn, autocommit=True, application_name="forkhooks-observer") as observer:
             backends_after = app_backends(observer)
     finally:
@@ -250,7 +250,10 @@ def test_restart_under_load_fails_only_during_the_outage_and_recovers(own_pg: Em
     assert code == 0, server.log()[-3000:]
 
 
-HEALTH = [("health-checks", "exampleproject.settings"), ("no-health-checks", "tests.project.settings_no_health_checks")]
+HEALTH = [
+    ("health-checks", "forkhooks.demo.site.settings"),
+    ("no-health-checks", "tests.project.settings_no_health_checks"),
+]
 
 
 @pytest.mark.e2e
@@ -266,9 +269,9 @@ def test_idle_restart_leaves_no_dead_connection_in_the_pools(
     """
     server = serve(own_pg.dsn, tmp_path, env={"DJANGO_SETTINGS_MODULE": settings})
     try:
-        warm = _loadgen.run(server.target, 300, concurrency=64)
+        warm = loadgen.run(server.target, 300, concurrency=64)
         restart = own_pg.restart()
-        burst = _loadgen.run(server.target, BURST, concurrency=64)
+        burst = loadgen.run(server.target, BURST, concurrency=64)
     finally:
         code = server.stop()
     suite = "server-faults" if name == "health-checks" else "server-faults-control"
@@ -305,7 +308,7 @@ def test_tls_children_discard_and_the_parents_tls_session_survives(
     record(
         "server-faults",
         f"tls-fork-{driver}-{mode}",
-        _loadgen.Results(requests=len(children), ok=sum(1 for c in children if c.get("tag_ok"))),
+        loadgen.Results(requests=len(children), ok=sum(1 for c in children if c.get("tag_ok"))),
         parent_same=report.get("parent_backend_after") == parent,
     )
     assert [c for c in children if "error" in c] == []
@@ -337,7 +340,7 @@ def test_control_tls_close_in_the_child_kills_the_parents_session(tls_pg: Embedd
     record(
         "server-faults-control",
         f"tls-close-{driver}",
-        _loadgen.Results(requests=1, failed=1 if "parent_error" in report else 0),
+        loadgen.Results(requests=1, failed=1 if "parent_error" in report else 0),
         parent_error=report.get("parent_error", "").strip()[:60],
     )
     assert report["after"] == {}, "the parent's backend is gone"
@@ -359,7 +362,7 @@ def test_control_tls_children_on_the_inherited_session_break_it(tls_pg: Embedded
     record(
         "server-faults-control",
         f"tls-inherited-{driver}",
-        _loadgen.Results(requests=len(report["children"]), failed=len(errors)),
+        loadgen.Results(requests=len(report["children"]), failed=len(errors)),
         parent_error=report.get("parent_error", "").strip()[:60],
         server_log_mac=any("bad record mac" in line for line in parent_lines),
     )
@@ -375,7 +378,7 @@ def test_tls_gunicorn_every_request_gets_its_own_rows(tls_pg: EmbeddedPostgres, 
     watch = LogWatch(tls_pg)
     server = serve(tls_pg.dsn, tmp_path)
     try:
-        results = _loadgen.run(server.target, TLS_REQUESTS, concurrency=64)
+        results = loadgen.run(server.target, TLS_REQUESTS, concurrency=64)
     finally:
         code = server.stop()
     record("server-faults", "tls-gunicorn", results)

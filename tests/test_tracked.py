@@ -1,4 +1,4 @@
-"""Pools users create themselves (#3): forkhooks.track() under real gunicorn, and what track() accepts."""
+"""Pools users create themselves: forkhooks.track() under real gunicorn, and what track() accepts."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import psycopg
 import pytest
 
 import forkhooks
-from forkhooks import _loadgen
-from forkhooks._loadgen import Results
+from forkhooks.demo import loadgen
+from forkhooks.demo.loadgen import Results
+from forkhooks.demo.procnet import server_sockets
 
 from .conftest import app_backends
-from .procnet import server_sockets
 from .record import record
 from .servers import Server, gunicorn, poll, run_json, start
 
@@ -36,7 +36,7 @@ def test_tracked_pool_serves_every_request_its_own_rows(
     server = serve(dsn, tmp_path, kind)
     try:
         master = server_sockets(server.pid)
-        results = _loadgen.run(server.target, REQUESTS, concurrency=64)
+        results = loadgen.run(server.target, REQUESTS, concurrency=64)
     finally:
         code = server.stop()
     poll(lambda: app_backends(db) == 0, timeout=5, what="all app backends gone after shutdown")
@@ -55,7 +55,7 @@ def test_control_untracked_pool_fails(kind: str, dsn: str, tmp_path: Path) -> No
     server = serve(dsn, tmp_path, kind, FORKHOOKS_TRACK="0")
     try:
         master = server_sockets(server.pid)
-        results = _loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
+        results = loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
     finally:
         server.kill()
     record("track-control", kind, results, master_sockets=master)

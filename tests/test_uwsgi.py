@@ -1,4 +1,4 @@
-"""Real uWSGI (the pyuwsgi wheel), master + 4 workers, the example app, 1000 concurrent requests (#3)."""
+"""Real uWSGI (the pyuwsgi wheel), master + 4 workers, the example app, 1000 concurrent requests."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from forkhooks import _loadgen
+from forkhooks.demo import loadgen
+from forkhooks.demo.procnet import server_sockets
 
 from .conftest import EXAMPLES, PYTHON, app_backends
-from .procnet import server_sockets
 from .record import record
 from .servers import Server, poll, start
 
@@ -90,7 +90,7 @@ def test_every_request_gets_its_own_rows(
             pytest.xfail("uWSGI never answered: its workers hung at fork without py-call-uwsgi-fork-hooks")
         raise
     try:
-        results = _loadgen.run(server.target, REQUESTS, concurrency=64)
+        results = loadgen.run(server.target, REQUESTS, concurrency=64)
         master = server_sockets(server.pid)
         hung = 4 - len(lines(server.log(), r"forkhooks: worker \d+ opened"))
         if pure_default and hung:
@@ -137,7 +137,7 @@ def test_control_without_forkhooks_fails(dsn: str, db: psycopg.Connection, tmp_p
     server = serve(dsn, tmp_path, ini(tmp_path, "uwsgi.ini", drop=(IMPORT,)))
     try:
         master = server_sockets(server.pid)
-        results = _loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
+        results = loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
     finally:
         server.kill()
     record("uwsgi-control", "default", results, master_sockets=master)
@@ -188,7 +188,7 @@ def test_user_hooks_still_run(
     config = ini(tmp_path, "uwsgi.ini", first=line if before else "", last="" if before else line)
     server = serve(dsn, tmp_path, config)
     try:
-        results = _loadgen.run(server.target, 200, concurrency=16)
+        results = loadgen.run(server.target, 200, concurrency=16)
     finally:
         code_ = stop(server, db)
     log = server.log().splitlines()
@@ -212,7 +212,7 @@ def test_threads_off_warns(dsn: str, db: psycopg.Connection, tmp_path: Path) -> 
     server = serve(dsn, tmp_path, config, env=_old_pyuwsgi())  # /health needs no database
     try:
         # What the warning is about: workers whose pool threads cannot run hang on the database.
-        results = _loadgen.run(server.target, 200, concurrency=16, timeout=5)
+        results = loadgen.run(server.target, 200, concurrency=16, timeout=5)
     finally:
         server.kill()
     log = server.log()

@@ -1,6 +1,6 @@
 # Already have hooks? Call forkhooks' from yours. gunicorn checks each hook's
 # arity, so keep gunicorn's positional arguments and pass options by keyword.
-#   gunicorn -c gunicorn_conf/own_hooks.py exampleproject.wsgi:application
+#   gunicorn -c gunicorn_conf/own_hooks.py forkhooks.demo.site.wsgi:application
 import forkhooks.gunicorn as fh
 
 preload_app = True

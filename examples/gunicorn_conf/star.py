@@ -1,5 +1,5 @@
 # Enable forkhooks by importing all its hooks into your gunicorn.conf.py.
-#   gunicorn -c gunicorn_conf/star.py exampleproject.wsgi:application
+#   gunicorn -c gunicorn_conf/star.py forkhooks.demo.site.wsgi:application
 from forkhooks.gunicorn import *  # noqa: F403
 
 preload_app = True

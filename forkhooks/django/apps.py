@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
-from .. import _core
+from .._adapters.forks import install
 
 
 class ForkhooksConfig(AppConfig):
@@ -18,4 +18,4 @@ class ForkhooksConfig(AppConfig):
         """Register the child discard with os.register_at_fork (once per process) and the system checks."""
         from . import checks  # noqa: F401  (registers forkhooks.W001, W002, W003, I001)
 
-        _core.install()
+        install()

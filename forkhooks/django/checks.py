@@ -1,4 +1,4 @@
-"""System checks of forkhooks.django: settings that lose connections or rows across fork (#4).
+"""System checks of forkhooks.django: settings that lose connections or rows across fork.
 
 W001 and W002 read settings only (tag "forkhooks", run by every `manage.py check`);
 W003/I001 reads the server's limits, so it is a database check (`check --database default`).
@@ -14,7 +14,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Info, Tags, register
 from django.core.checks import Warning as CheckWarning
 
-from .. import _budget, _django
+from .._core import djangodb as _django
+from .._tools import budget as _budget
 
 
 def _persistent_aliases() -> list[str]:

@@ -2,7 +2,7 @@
 
 import os
 
-from exampleproject.database import django_database
+from forkhooks.demo.site.database import django_database
 
 SECRET_KEY = "test-only-not-secret"
 USE_TZ = True

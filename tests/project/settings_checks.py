@@ -2,7 +2,7 @@
 
 import os
 
-from exampleproject.database import django_database
+from forkhooks.demo.site.database import django_database
 
 SECRET_KEY = "test-only-not-secret"
 USE_TZ = True
@@ -16,4 +16,4 @@ DATABASES = {
     )
 }
 if os.environ.get("CASE_ASGI"):
-    ASGI_APPLICATION = "exampleproject.asgi.application"
+    ASGI_APPLICATION = "forkhooks.demo.site.asgi.application"

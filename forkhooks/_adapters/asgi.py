@@ -12,7 +12,7 @@ except ImportError as exc:
         f"gunicorn {gunicorn.__version__} is installed: pip install 'gunicorn>=24'"
     ) from exc
 
-from ._workers import ForkhooksWorkerMixin
+from .workers import ForkhooksWorkerMixin
 
 
 class ASGIWorker(ForkhooksWorkerMixin, _ASGIWorker):

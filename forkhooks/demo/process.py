@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import _loadgen
+from . import loadgen
 
 
 def poll(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
@@ -64,7 +64,7 @@ class ServerProcess:
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
-            return _loadgen.get(self.target, "/health")[0] == 200 and (also is None or also())
+            return loadgen.get(self.target, "/health")[0] == 200 and (also is None or also())
 
         try:
             poll(ready, timeout=timeout, what="server ready")

@@ -3,12 +3,12 @@
 import json
 import os
 
-from exampleproject.database import django_database
+from forkhooks.demo.site.database import django_database
 
 SECRET_KEY = "example-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
-ROOT_URLCONF = "exampleproject.urls"
+ROOT_URLCONF = "forkhooks.demo.site.urls"
 # FORKHOOKS_EXAMPLE_APPS=forkhooks.django adds apps (comma-separated): the at-fork discard for
 # views that fork (tests/test_faults.py). Default: none.
 INSTALLED_APPS: list[str] = [a for a in os.environ.get("FORKHOOKS_EXAMPLE_APPS", "").split(",") if a]

@@ -23,10 +23,12 @@ def echo(request: HttpRequest) -> JsonResponse:
 
 
 def dirty_echo(request: HttpRequest) -> JsonResponse:
-    """The same, answered by a gunicorn dirty worker (run with --dirty-app exampleproject.dirty:QueryApp)."""
+    """The same, answered by a gunicorn dirty worker (run with --dirty-app forkhooks.demo.site.dirty:QueryApp)."""
     from gunicorn.dirty import get_dirty_client
 
-    return JsonResponse(get_dirty_client().execute("exampleproject.dirty:QueryApp", "echo", request.GET.get("tag", "")))
+    return JsonResponse(
+        get_dirty_client().execute("forkhooks.demo.site.dirty:QueryApp", "echo", request.GET.get("tag", ""))
+    )
 
 
 def slow(request: HttpRequest, seconds: str | None = None) -> JsonResponse:

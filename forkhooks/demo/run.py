@@ -1,4 +1,4 @@
-"""See the bug and the fix: the example Django project under real gunicorn, twice.
+"""See the bug and the fix: the demo's Django project under real gunicorn, twice.
 
 The same concurrent load goes to gunicorn (--preload, Django pooling on)
 without forkhooks, then with it, and one before/after table is printed.
@@ -21,14 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _loadgen
-from ._demo_parts import Progress, Sampler, table
-from ._process import ServerProcess, children
+from . import loadgen
+from .process import ServerProcess, children
+from .report import Outcome, Progress, Sampler, table
 
 HELP = "run the example app under gunicorn without and with forkhooks, print a before/after table"
 
-WSGI = "exampleproject.wsgi:application"
-ASGI = "exampleproject.asgi:application"
+WSGI = "forkhooks.demo.site.wsgi:application"
+ASGI = "forkhooks.demo.site.asgi:application"
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,6 @@ CONTROL_TIMEOUT = 5.0
 FORKHOOKS_TIMEOUT = 15.0
 
 
-@dataclass
-class Outcome:
-    """What one run measured."""
-
-    results: _loadgen.Results
-    backends_max: int
-    backends_left: int
-    master_max: int | None  # None when `ss` is unavailable
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's options."""
     parser.add_argument("--worker-class", choices=sorted(KINDS), default="sync", help="gunicorn worker class (sync)")
@@ -82,24 +72,16 @@ def _positive(text: str) -> int:
     return value
 
 
-def examples_dir() -> Path | None:
-    """The repository's examples/ (with the Django project), when run from a checkout."""
+def package_root() -> Path:
+    """The directory forkhooks is imported from (site-packages, or a checkout)."""
     import forkhooks
 
-    examples = Path(forkhooks.__file__).resolve().parent.parent / "examples"
-    return examples if (examples / "exampleproject" / "settings.py").is_file() else None
+    return Path(forkhooks.__file__).resolve().parent.parent
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; the exit code says whether the run with forkhooks was clean."""
     kind = KINDS[args.worker_class]
-    examples = examples_dir()
-    if examples is None:
-        _say(
-            "forkhooks demo: the example project (examples/exampleproject) was not found next to the package;\n"
-            "run it from a checkout of the forkhooks repository (pip install -e '.[demo]')."
-        )
-        return 2
     missing = [m for m in ("django", "gunicorn", "psycopg", "psycopg_pool", kind.needs) if m and not _importable(m)]
     if missing:
         _say(f"forkhooks demo: missing {', '.join(missing)}: pip install 'forkhooks[demo]' (uvicorn: [uvicorn])")
@@ -110,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             dsn = args.dsn or os.environ.get("FORKHOOKS_DSN") or stack.enter_context(_embedded())
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="forkhooks-demo-")))
-            without = _one_run("without forkhooks", kind.control, kind, args, dsn, examples, tmp)
-            with_ = _one_run("with forkhooks", kind.forkhooks, kind, args, dsn, examples, tmp)
+            without = _one_run("without forkhooks", kind.control, kind, args, dsn, tmp)
+            with_ = _one_run("with forkhooks", kind.forkhooks, kind, args, dsn, tmp)
     except KeyboardInterrupt:
         _say("\nforkhooks demo: interrupted; gunicorn stopped and temporary files removed")
         return 130
@@ -125,9 +107,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if clean else 1
 
 
-def _one_run(
-    label: str, worker_class: str, kind: Kind, args: argparse.Namespace, dsn: str, examples: Path, tmp: Path
-) -> Outcome:
+def _one_run(label: str, worker_class: str, kind: Kind, args: argparse.Namespace, dsn: str, tmp: Path) -> Outcome:
     from psycopg.conninfo import make_conninfo
 
     # A per-run application_name lets the sampler count this run's backends
@@ -141,8 +121,8 @@ def _one_run(
     # gunicorn in its own session: a terminal's Ctrl-C reaches the demo, which stops it in order.
     server = ServerProcess(
         argv,
-        cwd=examples,
-        env=_env(make_conninfo(dsn, application_name=app_name), examples),
+        cwd=tmp,
+        env=_env(make_conninfo(dsn, application_name=app_name)),
         log_path=tmp / "app.log",
         target=f"unix:{tmp / 'app.sock'}",
     )
@@ -154,7 +134,7 @@ def _one_run(
         progress = Progress(label, args.requests)
         timeout = FORKHOOKS_TIMEOUT if worker_class.startswith("forkhooks.") else CONTROL_TIMEOUT
         try:
-            results = _loadgen.run(
+            results = loadgen.run(
                 server.target, args.requests, concurrency=args.concurrency, timeout=timeout, progress=progress
             )
         finally:
@@ -166,17 +146,19 @@ def _one_run(
     return Outcome(results, sampler.backends_max, left, sampler.master_max)
 
 
-def _env(dsn: str, examples: Path) -> dict[str, str]:
-    env = dict(os.environ, FORKHOOKS_DSN=dsn, PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="exampleproject.settings")
-    # The package's own parent too, so a checkout that is not installed works.
-    package_root = str(examples.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(examples), package_root, env.get("PYTHONPATH")) if p)
+def _env(dsn: str) -> dict[str, str]:
+    env = dict(
+        os.environ, FORKHOOKS_DSN=dsn, PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="forkhooks.demo.site.settings"
+    )
+    # gunicorn imports the demo's project from wherever this forkhooks came from,
+    # an installed wheel or a checkout that is not installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(package_root()), env.get("PYTHONPATH")) if p)
     return env
 
 
 @contextlib.contextmanager
 def _embedded() -> Iterator[str]:
-    from ._embedded import EmbeddedPostgres
+    from .embedded import EmbeddedPostgres
 
     _say("starting an embedded PostgreSQL (deleted on exit)")
     server = EmbeddedPostgres()

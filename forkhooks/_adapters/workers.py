@@ -7,8 +7,9 @@ from typing import Any
 from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
-from . import _core
-from . import gunicorn as gunicorn_hooks
+from .. import _core
+from .gunicorn import sizes
+from .lifecycle import child_started, master_ready
 
 
 class ForkhooksWorkerMixin:
@@ -20,14 +21,14 @@ class ForkhooksWorkerMixin:
     def check_config(cls, cfg: Any, log: Any) -> None:
         # The only worker-class method gunicorn calls in the master, once,
         # after --preload loaded the app and before the first fork: the place
-        # for the master to close what it opened, with no config file (#2).
+        # for the master to close what it opened, with no config file.
         parent = getattr(super(), "check_config", None)
         if parent is not None:
             parent(cfg, log)
-        _core.prepare_master(log=log, **gunicorn_hooks._sizes(cfg))
+        master_ready(log=log, **sizes(cfg))
 
     def init_process(self) -> None:
-        _core.discard(log=self.log, who="worker")
+        child_started(log=self.log, who="worker")
         try:
             super().init_process()  # type: ignore[misc]  # runs the worker until it exits
         finally:

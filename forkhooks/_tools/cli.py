@@ -13,9 +13,9 @@ import importlib
 from collections.abc import Sequence
 
 COMMANDS: dict[str, str] = {
-    "demo": "forkhooks._demo",
-    "check": "forkhooks._budget",
-    "connections": "forkhooks._backends",
+    "demo": "forkhooks.demo.run",
+    "check": "forkhooks._tools.budget",
+    "connections": "forkhooks._tools.backends",
 }
 
 

@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ._sockets import Inerter, graveyard, pool_connections
+from .sockets import Inerter, graveyard, pool_connections
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 # Every wrapper that ever connected in this process, whatever thread it lives
 # in: Django keeps wrappers in a threading.local that cannot be enumerated, and
-# a child must find the ones other threads held at fork time too (#2).
+# a child must find the ones other threads held at fork time too.
 _seen: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -55,7 +55,7 @@ def reset_handler() -> None:
         return
     from asgiref.local import Local
 
-    from ._sockets import graveyard
+    from .sockets import graveyard
 
     # Keep the old slots alive: freeing the inherited wrappers (and all they
     # reference) would write to shared pages, a copy-on-write fault each, and

@@ -1,9 +1,10 @@
 """Will the deployment's connections fit in what the PostgreSQL server allows?
 
-Seeds 002 and 004: "remaining connection slots are reserved", pgbouncer's
-max_client_conn. The sum is simple and worth checking before the first fork:
-every worker (and dirty worker) opens up to each pool's max_size, and without a
-pool up to one connection per thread and alias.
+Too many workers times pool max_size ends in PostgreSQL's "remaining connection
+slots are reserved" or pgbouncer's max_client_conn refusing clients. The sum is
+simple and worth checking before the first fork: every worker (and dirty worker)
+opens up to each pool's max_size, and without a pool up to one connection per
+thread and alias.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _django
+from .._core import djangodb as _django
 
 # psycopg_pool's defaults: min_size=4, max_size=None meaning max_size=min_size.
 _PSYCOPG_POOL_MIN_SIZE = 4

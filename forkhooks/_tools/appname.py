@@ -1,11 +1,12 @@
-"""Name each process's new connections after its role and pid: who holds my backends? (#4, seed 004)"""
+"""Name each process's new connections after its role and pid, so the server shows who holds each backend."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from . import _django, _settings
+from .._core import djangodb as _django
+from .._core import settings as _settings
 
 # PostgreSQL keeps NAMEDATALEN - 1 = 63 bytes of application_name.
 MAX_LENGTH = 63

@@ -1,8 +1,9 @@
 """The one core: discard in a child, close in the owner, warm a fresh worker.
 
-Adapters (gunicorn hooks, worker classes, uWSGI, Django app) only decide *when*
-to call these. None of them raises: a failure is logged and the process goes on
-with fresh state, because a hook that raises takes a worker down (#2).
+Adapters (gunicorn hooks, worker classes, uWSGI, Celery, RQ, the Django app)
+only decide *when* to call these. None of them raises: a failure is logged and
+the process goes on with fresh state, because a hook that raises takes a worker
+down.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import _appname, _budget, _django, _settings, _tracked
-from ._sockets import Inerter, graveyard, pool_connections
+from . import djangodb as _django
+from . import settings as _settings
+from . import tracked as _tracked
+from .sockets import Inerter, graveyard, pool_connections
 
 
 class Log(Protocol):
@@ -106,8 +109,6 @@ def discard(*, log: Log | None = None, who: str = "child") -> Report:
                 report.pools += 1
         with _guard(report, log, "resetting Django's connection handler"):
             _django.reset_handler()
-        with _guard(report, log, "naming this process's connections"):
-            _appname.label(who)
         report.connections = inert.count
     return _finish(report, log, who)
 
@@ -145,7 +146,7 @@ _ACTIVE = 1
 def _cancel_running_query(conn: Any, timeout: float) -> bool:
     """Ask the server to cancel the query `conn` is running, if any; True when one was running.
 
-    Issue #5: gunicorn's worker timeout (SIGABRT -> worker_abort) and SIGINT/SIGQUIT (worker_int)
+    gunicorn's worker timeout (SIGABRT -> worker_abort) and SIGINT/SIGQUIT (worker_int)
     interrupt a request mid-query. Closing sends Terminate, but the server reads it only once the
     query ends: a backend in pg_sleep(30) outlived its aborted worker by 28 s (tests/test_faults.py),
     holding its locks and a connection slot while the replacement worker opened its own.
@@ -164,38 +165,17 @@ def _cancel_running_query(conn: Any, timeout: float) -> bool:
     return True
 
 
-def prepare_master(
-    *,
-    log: Log | None = None,
-    workers: int = 1,
-    threads: int = 1,
-    dirty_workers: int = 0,
-    dirty_threads: int = 1,
-    timeout: float | None = None,
-) -> Report:
-    """The master, before its first fork: close what it opened, name its connections, check the budget.
+def refuse_invalid_pools(report: Report, log: Log) -> None:
+    """Raise SystemExit, after logging why, when a pool setting cannot build a pool.
 
-    Raises SystemExit when a pool setting is invalid: every worker would fail
-    every request, so the server must not start (#5, bad input).
+    Every worker would fail every request, so the server must not start.
     """
-    log = log or _log
-    report = close(log=log, who="master", timeout=timeout)
     problems = _guarded_list(_django.invalid_pools, report, log, "checking pool settings")
     error = getattr(log, "error", log.warning)
     for problem in problems:
         error("forkhooks: %s; the server cannot serve with it, so it does not start", problem)
     if problems:
         raise SystemExit(1)
-    with _guard(report, log, "naming the master's connections"):
-        _appname.label("master")
-    if _settings.flag("FORKHOOKS_BUDGET", True):
-        with _guard(report, log, "checking the connection budget"):
-            for budget in _budget.check(workers, threads, dirty_workers, dirty_threads):
-                if budget.over:
-                    log.warning("forkhooks: connection budget %s. Fix: %s", budget, budget.fix())
-                else:
-                    log.info("forkhooks: connection budget %s", budget)
-    return report
 
 
 def _close_pool(pool: Any, timeout: float) -> None:
@@ -245,36 +225,3 @@ def _guarded_list(source: Callable[[], Any], report: Report, log: Log, what: str
     with _guard(report, log, what):
         return list(source())
     return []
-
-
-# Wrappers alive in the parent just before fork(). Other threads' wrappers are
-# freed by the interpreter in the child before any at-fork callback runs, and a
-# psycopg2 connection's finalizer sends Terminate; holding them across fork lets
-# the child make their sockets inert first.
-_held_across_fork: list[Any] = []
-_installed = False
-
-
-def _before_fork() -> None:
-    _held_across_fork[:] = [(w, w.connection) for w in _django.wrappers()]
-
-
-def _after_fork_in_parent() -> None:
-    _held_across_fork.clear()
-
-
-def _after_fork_in_child() -> None:
-    discard(who="forked child")
-    _held_across_fork.clear()
-
-
-def install() -> bool:
-    """Discard in every child this process forks from now on (once per process)."""
-    global _installed
-    _django.watch()
-    # at-fork callbacks outlive fork(), so a child of an installed process is installed too.
-    if _installed:
-        return False
-    _installed = True
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
-    return True

@@ -11,7 +11,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "pip install 'forkhooks[uvicorn]' (or uvicorn-worker)"
     ) from exc
 
-from ._workers import ForkhooksWorkerMixin
+from .workers import ForkhooksWorkerMixin
 
 
 class UvicornWorker(ForkhooksWorkerMixin, _UvicornWorker):

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._appname import parse
+from .appname import parse
 
 _QUERY = """
 SELECT pid, application_name, state, client_addr::text,
@@ -97,7 +97,7 @@ def render(owners: list[Owner]) -> str:
     return "\n".join(lines)
 
 
-# `forkhooks connections`: answer seed 004's question, "which process holds my connections?"
+# `forkhooks connections`: which process holds which of my server's connections?
 HELP = "list the server's backends grouped by owner process; flag orphans, idle in transaction, masters"
 
 

@@ -1,4 +1,4 @@
-"""The demo's pieces: a gunicorn process, a progress bar, a backend sampler, the table."""
+"""What the demo shows: a progress bar, a backend sampler, the before/after table."""
 
 from __future__ import annotations
 
@@ -6,12 +6,21 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from dataclasses import dataclass
+from typing import Any, TextIO
 
-from ._procnet import server_sockets
+from . import loadgen
+from .procnet import server_sockets
 
-if TYPE_CHECKING:
-    from ._demo import Outcome
+
+@dataclass
+class Outcome:
+    """What one run measured."""
+
+    results: loadgen.Results
+    backends_max: int
+    backends_left: int
+    master_max: int | None  # None when `ss` is unavailable
 
 
 class Progress:

@@ -1,0 +1,25 @@
+"""The core: discard in a child, close in the owner, warm a fresh worker, track user pools.
+
+It knows Django's connections and pools, drivers' sockets and the pool kinds
+`track()` accepts, and imports nothing else of forkhooks: adapters decide when
+to call it, operator tools and the demo build on it.
+"""
+
+from __future__ import annotations
+
+from . import djangodb, settings
+from .steps import Log, Report, close, discard, refuse_invalid_pools, warm
+from .tracked import PerProcess, track
+
+__all__ = [
+    "Log",
+    "PerProcess",
+    "Report",
+    "close",
+    "discard",
+    "djangodb",
+    "refuse_invalid_pools",
+    "settings",
+    "track",
+    "warm",
+]
