@@ -84,7 +84,7 @@ def test_control_without_forkhooks_fails(
     server = serve(dsn, tmp_path, args, app)
     try:
         master = server_sockets(server.pid)
-        results = loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
+        results = loadgen.run(server.target, REQUESTS, concurrency=64, timeout=3, stop_when=loadgen.proven())
     finally:
         server.kill()
     record("gunicorn-control", name, results, master_sockets=master)

@@ -55,7 +55,7 @@ def test_control_untracked_pool_fails(kind: str, dsn: str, tmp_path: Path) -> No
     server = serve(dsn, tmp_path, kind, FORKHOOKS_TRACK="0")
     try:
         master = server_sockets(server.pid)
-        results = loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
+        results = loadgen.run(server.target, REQUESTS, concurrency=64, timeout=3, stop_when=loadgen.proven())
     finally:
         server.kill()
     record("track-control", kind, results, master_sockets=master)

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -71,10 +72,17 @@ def _dechunk(body: bytes) -> bytes:
 
 
 async def _run(
-    target: str, path: str, requests: int, concurrency: int, timeout: float, progress: Callable[[int], None] | None
+    target: str,
+    path: str,
+    requests: int,
+    concurrency: int,
+    timeout: float,
+    progress: Callable[[int], None] | None,
+    stop_when: Callable[[Results], bool] | None,
 ) -> Results:
     results = Results()
     todo = iter(range(requests))
+    stopped = asyncio.Event()
 
     async def client() -> None:
         me = asyncio.current_task()
@@ -104,8 +112,24 @@ async def _run(
                 results.latencies.append(time.perf_counter() - started)
             if progress is not None:
                 progress(results.requests)
+            if stop_when is not None and stop_when(results):
+                stopped.set()
+                return
 
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    clients = [asyncio.ensure_future(client()) for _ in range(concurrency)]
+    proven = asyncio.ensure_future(stopped.wait())
+    try:
+        pending: set[asyncio.Future[Any]] = {*clients, proven}
+        while not stopped.is_set() and not all(c.done() for c in clients):
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {proven}:
+                task.result()  # a client's own error (never a request's: those are counted)
+    finally:
+        # Requests still in flight once the outcome is known are dropped, not counted:
+        # a control run waits for no timeout it does not need.
+        for task in (*clients, proven):
+            task.cancel()
+        await asyncio.gather(*clients, proven, return_exceptions=True)
     return results
 
 
@@ -117,9 +141,19 @@ def run(
     timeout: float = 15.0,
     path: str = "/echo",
     progress: Callable[[int], None] | None = None,
+    stop_when: Callable[[Results], bool] | None = None,
 ) -> Results:
-    """Send `requests` GET {path}?tag=… to `target` ("host:port" or "unix:/path") and check each answer."""
-    return asyncio.run(_run(target, path, requests, concurrency, timeout, progress))
+    """Send `requests` GET {path}?tag=… to `target` ("host:port" or "unix:/path") and check each answer.
+
+    `stop_when(results)` true ends the run early (in-flight requests are dropped): a control
+    run stops as soon as the failure it exists to show is proven.
+    """
+    return asyncio.run(_run(target, path, requests, concurrency, timeout, progress, stop_when))
+
+
+def proven(*, wrong: int = 1, failed: int = 20) -> Callable[[Results], bool]:
+    """A stop_when for control runs: `wrong` rows leaked or `failed` requests failed."""
+    return lambda r: r.wrong >= wrong or r.failed >= failed
 
 
 def get(target: str, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
