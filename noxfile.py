@@ -1,13 +1,13 @@
-"""The support matrix: each session installs its versions and runs pytest; the last one rewrites README's table.
+"""The support matrix: each session installs its versions and runs pytest.
 
     nox -l                       # list the sessions
-    nox                          # every session below, then support-table
-    nox -s py313-django61        # one session (support-table follows it)
+    nox                          # every session below (scripts/test-matrix runs this)
+    nox -s py313-django61        # one session
     nox -R -s gunicorn23         # reuse its venv and skip the install (local reruns)
+    nox -s support-table         # print the table of what ran (scripts/support-table --write puts it in README.md)
 
-Each pytest run appends one line to .results/support.jsonl (tests/conftest.py);
-scripts/support-table turns the latest line of each session into README.md's
-"Supported versions" table. The tests start an embedded PostgreSQL unless
+Each pytest run appends one line to .results/support.jsonl (tests/conftest.py); no
+session writes a tracked file. The tests start an embedded PostgreSQL unless
 FORKHOOKS_TEST_DSN is set.
 """
 
@@ -42,8 +42,7 @@ def _python(version: str) -> str:
 
 
 def _tests(session: nox.Session, django: str, gunicorn: str, *pytest_args: str) -> None:
-    """Install forkhooks[test] with these Django and gunicorn versions, run pytest, then the table."""
-    session.notify("support-table")
+    """Install forkhooks[test] with these Django and gunicorn versions and run pytest."""
     if shutil.which("ss") is None:  # the tests count sockets with ss (iproute2), as scripts/test does
         session.run("apt-get", "update", "-qq", external=True)
         session.run("apt-get", "install", "-y", "-qq", "iproute2", external=True)
@@ -77,7 +76,7 @@ def gunicorn23(session: nox.Session) -> None:
 
 @nox.session(name="support-table", python=False)
 def support_table(session: nox.Session) -> None:
-    """Rewrite README.md's support table from .results/support.jsonl."""
+    """Print the support table from .results/support.jsonl (README.md is left alone)."""
     session.run(sys.executable, "scripts/support-table", *MATRIX, external=True)
 
 
