@@ -17,30 +17,7 @@ keyword-only and your hook keeps the signature gunicorn expects::
 
 from __future__ import annotations
 
-from ._adapters.gunicorn import (
-    dirty_post_fork,
-    dirty_worker_exit,
-    dirty_worker_init,
-    on_dirty_starting,
-    post_fork,
-    post_worker_init,
-    pre_fork,
-    when_ready,
-    worker_abort,
-    worker_exit,
-    worker_int,
-)
+from ._adapters import gunicorn as _hooks
+from ._adapters.gunicorn import *  # noqa: F403  (the hooks gunicorn reads from this module)
 
-__all__ = [
-    "when_ready",
-    "pre_fork",
-    "post_fork",
-    "post_worker_init",
-    "worker_exit",
-    "worker_abort",
-    "worker_int",
-    "on_dirty_starting",
-    "dirty_post_fork",
-    "dirty_worker_init",
-    "dirty_worker_exit",
-]
+__all__ = _hooks.__all__

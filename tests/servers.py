@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forkhooks.demo import loadgen
 from forkhooks.demo.process import ServerProcess, poll
+from forkhooks.demo.procnet import server_sockets
 
 from .conftest import EXAMPLES, PYTHON, ROOT, child_env
 
-__all__ = ["Server", "gunicorn", "poll", "run_json", "start"]
+__all__ = ["Loaded", "Server", "gunicorn", "load", "poll", "run_json", "start"]
 
 
 class Server(ServerProcess):
@@ -60,3 +63,36 @@ def run_json(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+@dataclass
+class Loaded:
+    """What one load run against a server measured."""
+
+    results: loadgen.Results
+    master_before: int  # the master's sockets to PostgreSQL before the load
+    master_after: int  # ... and after it
+    code: int | None  # the server's exit code (None for a control, which is killed)
+
+
+def load(server: Server, requests: int, *, control: bool = False, concurrency: int = 64) -> Loaded:
+    """Send `requests` tagged requests, then stop the server.
+
+    A control run (without forkhooks) stops as soon as the failure is proven, each request
+    bounded to 3 s, and the server is killed; otherwise it is stopped with SIGTERM.
+    """
+    code = None
+    try:
+        before = server_sockets(server.pid)
+        if control:
+            stop = loadgen.proven()
+            results = loadgen.run(server.target, requests, concurrency=concurrency, timeout=3, stop_when=stop)
+        else:
+            results = loadgen.run(server.target, requests, concurrency=concurrency)
+        after = server_sockets(server.pid)
+    finally:
+        if control:
+            server.kill()
+        else:
+            code = server.stop()
+    return Loaded(results, before, after, code)

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Self
 
 import psycopg
 import pytest
@@ -77,29 +78,42 @@ class Sample:
         return self.total - sum(self.owners().values()) - self.names[STARTING]
 
 
-class Sampler:
+class Background:
+    """A daemon thread running `_run` between `with` and the end of the block, joined with a bound."""
+
+    join_timeout = 10.0
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(self.join_timeout)
+        assert not self._thread.is_alive(), f"{type(self).__name__} did not finish within {self.join_timeout}s"
+
+
+class Sampler(Background):
     """A thread that reads the server's app backends every `interval` s on its own connection."""
 
     def __init__(self, dsn: str, interval: float = 0.05) -> None:
+        super().__init__()
         self.samples: list[Sample] = []
         self._dsn = dsn
         self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         with psycopg.connect(self._dsn, autocommit=True, application_name="forkhooks-observer") as conn:
             while not self._stop.is_set():
                 self.samples.append(sample(conn))
                 self._stop.wait(self._interval)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     @property
     def max_total(self) -> int:
@@ -178,30 +192,22 @@ def stopped(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] == "T"
 
 
-class Load:
+class Load(Background):
     """Requests in a background thread, chunk after chunk, until stopped; counts add up."""
+
+    join_timeout = 60.0
 
     def __init__(
         self, target: str, *, path: str = "/echo", concurrency: int = 64, chunk: int = 400, timeout: float = 15
     ) -> None:
+        super().__init__()
         self.results = Results()
         self._args = (target, chunk, concurrency, path, timeout)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         target, chunk, concurrency, path, timeout = self._args
         while not self._stop.is_set():
             add(self.results, loadgen.run(target, chunk, concurrency=concurrency, path=path, timeout=timeout))
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(60)
-        assert not self._thread.is_alive(), "load did not finish within 60s"
 
 
 def add(total: Results, part: Results) -> None:

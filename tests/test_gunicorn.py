@@ -7,12 +7,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from forkhooks.demo import loadgen
-from forkhooks.demo.procnet import server_sockets
-
 from .conftest import app_backends
 from .record import record
-from .servers import Server, gunicorn, poll, start
+from .servers import Server, gunicorn, load, poll, start
 
 REQUESTS = 1000
 WSGI = "forkhooks.demo.site.wsgi:application"
@@ -48,28 +45,29 @@ def serve(dsn: str, tmp_path: Path, args: list[str], app: str, env: dict[str, st
     return start(gunicorn(*args, app), dsn, tmp_path, env=env)
 
 
+def serve_case(name: str, dsn: str, tmp_path: Path, args: list[str], app: str) -> Server:
+    """serve() one parametrized case; a case of gunicorn's native asgi worker is skipped before gunicorn 24."""
+    if name in NEEDS_NATIVE_ASGI:
+        pytest.importorskip("gunicorn.workers.gasgi", reason="gunicorn's native asgi worker needs gunicorn >= 24")
+    return serve(dsn, tmp_path, args, app)
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize(("name", "args", "app"), ENABLED, ids=[c[0] for c in ENABLED])
 def test_every_request_gets_its_own_rows(
     name: str, args: list[str], app: str, dsn: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
     """With forkhooks: 0 failed, 0 wrong rows, all 4 workers serve, the master holds no connection."""
-    if name in NEEDS_NATIVE_ASGI:
-        pytest.importorskip("gunicorn.workers.gasgi", reason="gunicorn's native asgi worker needs gunicorn >= 24")
-    server = serve(dsn, tmp_path, args, app)
-    try:
-        master_before = server_sockets(server.pid)
-        results = loadgen.run(server.target, REQUESTS, concurrency=64)
-        master_after = server_sockets(server.pid)
-    finally:
-        code = server.stop()
+    server = serve_case(name, dsn, tmp_path, args, app)
+    run = load(server, REQUESTS)
     poll(lambda: app_backends(db) == 0, timeout=5, what="all app backends gone after shutdown")
-    record("gunicorn", name, results, master_sockets=master_after)
+    results = run.results
+    record("gunicorn", name, results, master_sockets=run.master_after)
     assert results.requests == REQUESTS
     assert (results.failed, results.wrong) == (0, 0), results.summary()
     assert len(results.pids) == 4, results.summary()
-    assert (master_before, master_after) == (0, 0)
-    assert code == 0, server.log()[-3000:]
+    assert (run.master_before, run.master_after) == (0, 0)
+    assert run.code == 0, server.log()[-3000:]
     assert "forkhooks: worker" in server.log()
 
 
@@ -79,14 +77,7 @@ def test_control_without_forkhooks_fails(
     name: str, args: list[str], app: str, dsn: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
     """The same run without forkhooks: shared sockets fail requests or leak rows."""
-    if name in NEEDS_NATIVE_ASGI:
-        pytest.importorskip("gunicorn.workers.gasgi", reason="gunicorn's native asgi worker needs gunicorn >= 24")
-    server = serve(dsn, tmp_path, args, app)
-    try:
-        master = server_sockets(server.pid)
-        results = loadgen.run(server.target, REQUESTS, concurrency=64, timeout=3, stop_when=loadgen.proven())
-    finally:
-        server.kill()
-    record("gunicorn-control", name, results, master_sockets=master)
-    assert master > 0, "the master keeps its start-up connection and pool"
-    assert results.failed + results.wrong > 0, results.summary()
+    run = load(serve_case(name, dsn, tmp_path, args, app), REQUESTS, control=True)
+    record("gunicorn-control", name, run.results, master_sockets=run.master_before)
+    assert run.master_before > 0, "the master keeps its start-up connection and pool"
+    assert run.results.failed + run.results.wrong > 0, run.results.summary()

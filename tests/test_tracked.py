@@ -9,13 +9,11 @@ import psycopg
 import pytest
 
 import forkhooks
-from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
-from forkhooks.demo.procnet import server_sockets
 
 from .conftest import app_backends
 from .record import record
-from .servers import Server, gunicorn, poll, run_json, start
+from .servers import Server, gunicorn, load, poll, run_json, start
 
 REQUESTS = 1000
 APPS = ["psycopg2", "psycopg_pool", "sqlalchemy"]  # examples/plainwsgi/<kind>_app.py
@@ -34,11 +32,8 @@ def test_tracked_pool_serves_every_request_its_own_rows(
 ) -> None:
     """A pool created and used at import, tracked: 0 failed, 0 wrong rows, 4 workers, the master holds nothing."""
     server = serve(dsn, tmp_path, kind)
-    try:
-        master = server_sockets(server.pid)
-        results = loadgen.run(server.target, REQUESTS, concurrency=64)
-    finally:
-        code = server.stop()
+    run = load(server, REQUESTS)
+    results, master, code = run.results, run.master_before, run.code
     poll(lambda: app_backends(db) == 0, timeout=5, what="all app backends gone after shutdown")
     record("track", kind, results, master_sockets=master)
     assert results.requests == REQUESTS
@@ -52,15 +47,10 @@ def test_tracked_pool_serves_every_request_its_own_rows(
 @pytest.mark.parametrize("kind", APPS)
 def test_control_untracked_pool_fails(kind: str, dsn: str, tmp_path: Path) -> None:
     """The same app and hooks without track(): workers share the master's sockets and requests fail."""
-    server = serve(dsn, tmp_path, kind, FORKHOOKS_TRACK="0")
-    try:
-        master = server_sockets(server.pid)
-        results = loadgen.run(server.target, REQUESTS, concurrency=64, timeout=3, stop_when=loadgen.proven())
-    finally:
-        server.kill()
-    record("track-control", kind, results, master_sockets=master)
-    assert master > 0, "forkhooks cannot close a pool it does not know"
-    assert results.failed + results.wrong > 0, results.summary()
+    run = load(serve(dsn, tmp_path, kind, FORKHOOKS_TRACK="0"), REQUESTS, control=True)
+    record("track-control", kind, run.results, master_sockets=run.master_before)
+    assert run.master_before > 0, "forkhooks cannot close a pool it does not know"
+    assert run.results.failed + run.results.wrong > 0, run.results.summary()
 
 
 def test_track_returns_the_object_and_refuses_what_it_cannot_reset() -> None:
