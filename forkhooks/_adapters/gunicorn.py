@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import _core
 from .forks import install
-from .lifecycle import child_started, master_ready
+from .lifecycle import child_started, guard_stop_signals, master_ready
 
 __all__ = [
     "when_ready",
@@ -65,6 +65,7 @@ def post_fork(server: Any, worker: Any) -> None:
 def post_worker_init(worker: Any, *, timeout: float | None = None) -> None:
     """Worker loaded the app: open its pools to min_size (FORKHOOKS_WARM=0 turns this off)."""
     _core.warm(log=_log(worker), who="worker", timeout=timeout)
+    guard_stop_signals(log=_log(worker), who="worker")
 
 
 def worker_exit(server: Any, worker: Any, *, timeout: float | None = None) -> None:

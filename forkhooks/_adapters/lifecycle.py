@@ -7,6 +7,11 @@ checks its settings and the connection budget before its first fork.
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
 from .. import _core
 from .._core import Log, Report
 from .._tools import appname, budget
@@ -53,3 +58,51 @@ def master_ready(
         except Exception:
             log.exception("forkhooks: checking the connection budget failed; continuing")
     return report
+
+
+# The signals that stop a worker: a systemd stop or Ctrl-C reaches every process of the group,
+# and a gunicorn master then sends each worker its own SIGQUIT.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def guard_stop_signals(*, log: Log | None = None, who: str = "worker") -> None:
+    """Make sure a worker stopped by a signal closes its connections and pools, once.
+
+    - A stop signal whose action is the default (uvicorn-worker resets gunicorn's handlers, and
+      uvicorn re-raises the signal once it has shut down, uvicorn #894) would end the process
+      before gunicorn's worker_exit or worker_int runs: close first, then die by the same signal,
+      so the exit status is kept.
+    - A handler that exits (gunicorn's SIGINT/SIGQUIT handler raises SystemExit) runs once: a
+      second stop signal, the master's after the group's, would raise SystemExit again in the
+      middle of the first exit's cleanup and leave the pools open.
+    """
+    exiting = False
+
+    def close_then_die(signum: int, frame: FrameType | None) -> None:
+        nonlocal exiting
+        if not exiting:
+            exiting = True
+            _core.close(log=log, who=who)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    def once(handler: Callable[[int, FrameType | None], Any]) -> Callable[[int, FrameType | None], Any]:
+        def handle(signum: int, frame: FrameType | None) -> Any:
+            nonlocal exiting
+            if exiting:  # already on the way out: the first signal's exit goes on undisturbed
+                return None
+            try:
+                return handler(signum, frame)
+            except SystemExit:
+                exiting = True
+                raise
+
+        handle._forkhooks_once = True  # type: ignore[attr-defined]
+        return handle
+
+    for signum in _STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler is signal.SIG_DFL and signum != signal.SIGQUIT:  # SIGQUIT's default dumps core: left alone
+            signal.signal(signum, close_then_die)
+        elif callable(handler) and not getattr(handler, "_forkhooks_once", False):
+            signal.signal(signum, once(handler))
