@@ -74,7 +74,7 @@ def gunicorn23(session: nox.Session) -> None:
     _tests(session, "5.2", GUNICORN_OLDEST, "-k", GUNICORN_SUBSET)
 
 
-@nox.session(name="support-table", python=False)
+@nox.session(name="support-table", python=False, default=False)
 def support_table(session: nox.Session) -> None:
     """Print the support table from .results/support.jsonl (README.md is left alone)."""
     session.run(sys.executable, "scripts/support-table", *MATRIX, external=True)
