@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import _core
 from .forks import install
-from .lifecycle import child_started, guard_stop_signals, master_ready
+from .lifecycle import child_started, guard_stop_signals, master_ready, worker_ready
 
 __all__ = [
     "when_ready",
@@ -36,7 +36,9 @@ def sizes(cfg: Any) -> dict[str, int]:
         if isinstance(value, int):
             found[key] = value
     worker_class = str(getattr(cfg, "worker_class_str", ""))
-    if "gthread" not in worker_class and "ThreadWorker" not in worker_class:
+    if "gevent" in worker_class.lower():  # one greenlet, and without a pool one connection, per client
+        found["threads"] = int(getattr(cfg, "worker_connections", 1000))
+    elif "gthread" not in worker_class and "ThreadWorker" not in worker_class:
         found["threads"] = 1  # only gthread runs requests on several threads
     return found
 
@@ -63,8 +65,8 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any, *, timeout: float | None = None) -> None:
-    """Worker loaded the app: open its pools to min_size (FORKHOOKS_WARM=0 turns this off)."""
-    _core.warm(log=_log(worker), who="worker", timeout=timeout)
+    """Worker loaded the app: per-greenlet connections if gevent patched it, then open its pools to min_size."""
+    worker_ready(log=_log(worker), who="worker", timeout=timeout)
     guard_stop_signals(log=_log(worker), who="worker")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from .. import _core
 from .._core import Log, Report
 from .._tools import appname, budget
+from . import greenlets
 
 
 def child_started(*, log: Log | None = None, who: str = "worker") -> Report:
@@ -25,6 +26,13 @@ def child_started(*, log: Log | None = None, who: str = "worker") -> Report:
     except Exception:
         (log or _core.steps._log).exception("forkhooks: naming this process's connections failed; continuing")
     return report
+
+
+def worker_ready(*, log: Log | None = None, who: str = "worker", timeout: float | None = None) -> Report:
+    """A worker loaded its app: redo per-greenlet state if gevent patched it, then warm its pools."""
+    if greenlets.patched():
+        greenlets.after_patch(log=log, who=who)
+    return _core.warm(log=log, who=who, timeout=timeout)
 
 
 def master_ready(

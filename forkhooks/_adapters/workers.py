@@ -9,7 +9,7 @@ from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
 from .. import _core
 from .gunicorn import sizes
-from .lifecycle import child_started, guard_stop_signals, master_ready
+from .lifecycle import child_started, guard_stop_signals, master_ready, worker_ready
 
 
 class ForkhooksWorkerMixin:
@@ -36,7 +36,8 @@ class ForkhooksWorkerMixin:
 
     def load_wsgi(self) -> None:
         super().load_wsgi()  # type: ignore[misc]
-        _core.warm(log=self.log, who="worker")
+        # gevent's worker has patched by now (its init_process patches first): per-greenlet state, then warm.
+        worker_ready(log=self.log, who="worker")
         guard_stop_signals(log=self.log, who="worker")
 
 

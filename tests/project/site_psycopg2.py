@@ -1,0 +1,11 @@
+"""The demo site on psycopg2: plain connections (Django pools psycopg 3 only), one per request."""
+
+import sys
+
+# Django's backend prefers psycopg 3 when it is importable; hide it so psycopg2 is used.
+sys.modules["psycopg"] = None  # type: ignore[assignment]
+
+from forkhooks.demo.site.settings import *  # noqa: E402, F403
+from forkhooks.demo.site.settings import DATABASES  # noqa: E402
+
+DATABASES["default"]["OPTIONS"].pop("pool", None)

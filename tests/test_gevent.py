@@ -1,0 +1,117 @@
+"""Real gunicorn with gevent workers and --preload: Django connections per greenlet, drivers that yield.
+
+gunicorn's gevent worker patches in the worker, after --preload imported Django
+and the drivers in the master: without forkhooks every request fails with
+"DatabaseWrapper objects created in a thread can only be used in that same thread".
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from forkhooks.demo import loadgen
+
+from .conftest import app_backends
+from .record import record
+from .servers import Server, gunicorn, poll, start
+
+pytest.importorskip("gevent", reason="the gevent worker needs gevent: pip install 'forkhooks[gevent]'")
+pytest.importorskip("packaging", reason="gunicorn's gevent worker imports packaging")
+
+REQUESTS = 500
+WSGI = "forkhooks.demo.site.wsgi:application"
+PSYCOPG2 = {"DJANGO_SETTINGS_MODULE": "tests.project.site_psycopg2"}
+
+# (id, gunicorn arguments, environment): psycopg 3 with Django's pool, psycopg2 with psycogreen.
+ENABLED = [
+    ("conf-psycopg", ["-c", "gunicorn_conf/star.py", "-k", "gevent"], {}),
+    ("python-module-psycopg2", ["-c", "python:forkhooks.gunicorn", "-k", "gevent"], PSYCOPG2),
+    ("k-psycopg", ["-k", "forkhooks.workers.GeventWorker"], {}),
+    ("k-psycopg2", ["-k", "forkhooks.workers.GeventWorker"], PSYCOPG2),
+]
+CONTROLS = [("psycopg", {}), ("psycopg2", PSYCOPG2)]
+
+
+def serve(dsn: str, tmp_path: Path, args: list[str], env: dict[str, str]) -> Server:
+    """gunicorn with 4 preloaded gevent workers, answering."""
+    return start(gunicorn(*args, WSGI), dsn, tmp_path, env=env)
+
+
+def answers_at_all(server: Server) -> bool:
+    """True once the server answers HTTP, whatever the status; raises if it exited."""
+    if server.proc.poll() is not None:
+        raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()[-3000:]}")
+    try:
+        return loadgen.get(server.target, "/health")[0] > 0
+    except OSError:
+        return False
+
+
+def most_queries_at_once_in_one_worker(db: psycopg.Connection, target: str, clients: int = 8) -> int:
+    """Send `clients` concurrent 3-second queries; wait until one worker runs two at once (max seen)."""
+    answers: list[loadgen.Results] = []
+    sender = threading.Thread(
+        target=lambda: answers.append(loadgen.run(target, clients, concurrency=clients, path="/slow/3", timeout=30))
+    )
+    sender.start()
+    most = 0
+
+    def two_at_once() -> bool:
+        nonlocal most
+        rows = db.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep%'"
+            " AND application_name LIKE 'forkhooks:worker:%' GROUP BY application_name"
+        ).fetchall()
+        most = max([most, *(n for (n,) in rows)])
+        return most >= 2
+
+    try:
+        # 8 clients on 4 workers: one worker holds two at once, unless a query blocks its whole worker.
+        poll(two_at_once, timeout=6, what="one gevent worker running two queries at once")
+    finally:
+        sender.join()
+    assert answers and (answers[0].ok, answers[0].wrong) == (clients, 0), answers[0].summary()
+    return most
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("name", "args", "env"), ENABLED, ids=[c[0] for c in ENABLED])
+def test_gevent_greenlets_get_their_own_connections_and_rows(
+    name: str, args: list[str], env: dict[str, str], dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """With forkhooks and no monkey-patching in the conf file: 0 failed, 0 wrong, queries overlap in a worker."""
+    server = serve(dsn, tmp_path, args, env)
+    try:
+        results = loadgen.run(server.target, REQUESTS, concurrency=64)
+        overlap = most_queries_at_once_in_one_worker(db, server.target)
+    finally:
+        code = server.stop()
+    poll(lambda: app_backends(db) == 0, timeout=5, what="all app backends gone after shutdown")
+    record("gevent", name, results, queries_at_once_in_one_worker=overlap)
+    assert results.requests == REQUESTS
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert len(results.pids) == 4, results.summary()
+    assert code == 0, server.log()[-3000:]
+    assert "after gevent patched: Django connections per greenlet" in server.log()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("name", "env"), CONTROLS, ids=[c[0] for c in CONTROLS])
+def test_control_gevent_without_forkhooks_fails(
+    name: str, env: dict[str, str], dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The same preloaded gevent workers without forkhooks: greenlets share one wrapper and Django refuses it."""
+    # Not even /health answers 200: Django's request_finished handler touches the shared wrapper too.
+    server = Server(gunicorn("-k", "gevent", WSGI), dsn, tmp_path, env=env)
+    try:
+        poll(lambda: answers_at_all(server), timeout=30, what="gunicorn answering, with any status")
+        results = loadgen.run(server.target, 40, concurrency=8, timeout=10)
+    finally:
+        server.kill()
+    record("gevent-control", name, results)
+    assert results.failed + results.wrong > 0, results.summary()
+    assert "can only be used in that same thread" in server.log()
