@@ -112,7 +112,7 @@ class Client:
         else:
             host, _, port = self.target.rpartition(":")
             conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
-        headers = {"Connection": "close"}
+        headers = {"Connection": "close", "X-Forwarded-Port": "80"}  # what a proxy in front of a Unix socket sends
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         body = None
@@ -196,22 +196,31 @@ def _expect(status: int, wanted: int, body: str) -> None:
 
 
 def drive(
-    target: str, visits: int, *, concurrency: int = 8, timeout: float = 15.0, stop_after: int | None = None
+    target: str,
+    visits: int,
+    *,
+    concurrency: int = 8,
+    timeout: float = 15.0,
+    stop_after: int | None = None,
+    seconds: float | None = None,
 ) -> Results:
     """Run `visits` visits (3 articles : 1 form POST : 1 admin login) from `concurrency` threads; count each answer.
 
     Each visit is one `request` in Results (a login is three HTTP requests, a form two); `stop_after`
-    failures or wrong answers end the run early (controls).
+    failures or wrong answers end the run early (controls); `seconds` bounds the run (benchmarks).
     """
     results = Results()
     lock = threading.Lock()
     todo = iter(range(visits))
+    deadline = time.monotonic() + seconds if seconds is not None else None
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
         while True:
             with lock:
                 if next(todo, None) is None or (stop_after and results.failed + results.wrong >= stop_after):
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
                     return
             visit = MIX[rng.randrange(len(MIX))]
             started = time.perf_counter()

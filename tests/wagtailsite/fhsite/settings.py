@@ -13,6 +13,9 @@ ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = ["fhsite", *INSTALLED_APPS]
 WAGTAILADMIN_BASE_URL = "http://localhost"
 ROOT_URLCONF = "fhsite.urls"
+# Served on a Unix socket, as behind a proxy: ASGI servers report no port there, and Wagtail's site
+# lookup needs one, so the port comes from the proxy's header (the load sends X-Forwarded-Port: 80).
+USE_X_FORWARDED_PORT = True
 
 DATABASES = {
     "default": django_database(
@@ -29,5 +32,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"forkhooks": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "forkhooks": {"handlers": ["console"], "level": "INFO"},
+        "django.request": {"handlers": ["console"], "level": "ERROR"},  # 500s' tracebacks in the server's log
+    },
 }
