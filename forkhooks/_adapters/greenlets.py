@@ -54,9 +54,12 @@ def after_patch(*, log: Log | None = None, who: str = "worker") -> list[str]:
     _done_in = os.getpid()
     done: list[str] = []
     try:
-        _close_opened_before_patch(log, who)
-        _core.djangodb.reset_handler()  # new slots: a threading.local now, which gevent made per greenlet
-        done.append("Django connections per greenlet")
+        if _slots_per_greenlet():  # Django was imported after patching (no --preload): nothing to redo
+            done.append("Django connections already per greenlet")
+        else:
+            _close_opened_before_patch(log, who)
+            _core.djangodb.reset_handler()  # new slots: a threading.local now, which gevent made per greenlet
+            done.append("Django connections per greenlet")
     except Exception:
         log.exception("forkhooks: resetting Django's connections after gevent patched failed; continuing")
     for step in (_psycopg, _psycopg2, _captured):
@@ -68,6 +71,16 @@ def after_patch(*, log: Log | None = None, who: str = "worker") -> list[str]:
             log.exception("forkhooks: making %s cooperative under gevent failed; continuing", step.__name__[1:])
     log.info("forkhooks: %s %d after gevent patched: %s", who, os.getpid(), "; ".join(done) or "nothing to do")
     return done
+
+
+def _slots_per_greenlet() -> bool:
+    """True when Django's handler keeps its slots in gevent's local (created after patching)."""
+    conns = _core.djangodb.handler()
+    if conns is None:
+        return True  # Django's database layer not loaded: it will be created patched
+    storage = getattr(getattr(conns, "_connections", None), "_storage", None)  # asgiref Local's thread-local
+    local = getattr(sys.modules.get("gevent.local"), "local", None)
+    return local is not None and isinstance(storage, local)
 
 
 def _close_opened_before_patch(log: Log, who: str) -> None:
