@@ -33,7 +33,14 @@ ENABLED = [
     ("k-psycopg", ["-k", "forkhooks.workers.GeventWorker"], {}),
     ("k-psycopg2", ["-k", "forkhooks.workers.GeventWorker"], PSYCOPG2),
 ]
-CONTROLS = [("psycopg", {}), ("psycopg2", PSYCOPG2)]
+# (id, environment, workers). The last: a master that never touched a connection. Its workers' greenlets
+# still share the handler created before patching, so the wrapper the first greenlet makes; one worker, so
+# that greenlets overlap (a finished greenlet's id can be reused by the next, which then passes Django's check).
+CONTROLS = [
+    ("psycopg", {}, 4),
+    ("psycopg2", PSYCOPG2, 4),
+    ("no-start-up-query", {"FORKHOOKS_EXAMPLE_STARTUP_QUERY": "0"}, 1),
+]
 
 
 def serve(dsn: str, tmp_path: Path, args: list[str], env: dict[str, str]) -> Server:
@@ -100,13 +107,13 @@ def test_gevent_greenlets_get_their_own_connections_and_rows(
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("name", "env"), CONTROLS, ids=[c[0] for c in CONTROLS])
+@pytest.mark.parametrize(("name", "env", "workers"), CONTROLS, ids=[c[0] for c in CONTROLS])
 def test_control_gevent_without_forkhooks_fails(
-    name: str, env: dict[str, str], dsn: str, db: psycopg.Connection, tmp_path: Path
+    name: str, env: dict[str, str], workers: int, dsn: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
     """The same preloaded gevent workers without forkhooks: greenlets share one wrapper and Django refuses it."""
     # Not even /health answers 200: Django's request_finished handler touches the shared wrapper too.
-    server = Server(gunicorn("-k", "gevent", WSGI), dsn, tmp_path, env=env)
+    server = Server(gunicorn("-k", "gevent", "-w", str(workers), WSGI), dsn, tmp_path, env=env)
     try:
         poll(lambda: answers_at_all(server), timeout=30, what="gunicorn answering, with any status")
         results = loadgen.run(server.target, 40, concurrency=8, timeout=10)
