@@ -18,6 +18,7 @@ from forkhooks.demo import loadgen
 from .conftest import app_backends
 from .record import record
 from .servers import Server, gunicorn, poll, start
+from .test_hooks import run_python
 
 pytest.importorskip("gevent", reason="the gevent worker needs gevent: pip install 'forkhooks[gevent]'")
 pytest.importorskip("packaging", reason="gunicorn's gevent worker imports packaging")
@@ -122,3 +123,43 @@ def test_control_gevent_without_forkhooks_fails(
     record("gevent-control", name, results)
     assert results.failed + results.wrong > 0, results.summary()
     assert "can only be used in that same thread" in server.log()
+
+
+@pytest.mark.parametrize("missing", ["gevent", "packaging.version"])
+def test_gevent_worker_without_gevent_or_packaging_names_the_extra(missing: str) -> None:
+    """-k forkhooks.workers.GeventWorker without gevent (or packaging): an error naming the extra; the rest imports."""
+    done = run_python(
+        f"""
+        import sys
+        sys.modules[{missing!r}] = None  # as if it were not installed
+        from forkhooks.workers import *  # needs no gevent
+        import forkhooks.workers
+        try:
+            forkhooks.workers.GeventWorker
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    assert "pip install 'forkhooks[gevent]'" in done.stdout, done.stderr
+
+
+def test_psycopg2_without_psycogreen_is_named_in_a_warning(dsn: str) -> None:
+    """Patched by gevent, psycopg2 loaded, psycogreen missing: the worker warns what to install and goes on."""
+    done = run_python(
+        """
+        import logging, sys, types
+        sys.modules["psycogreen"] = None  # as if it were not installed
+        import psycopg2
+        from gevent import monkey
+        monkey.patch_all()
+        import forkhooks.gunicorn as fh
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+        fh.post_worker_init(types.SimpleNamespace(log=logging.getLogger("gunicorn.error")))
+        print("served on")
+        """,
+        dsn,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "WARNING forkhooks: psycopg2 blocks every greenlet" in done.stdout, done.stdout
+    assert "pip install psycogreen" in done.stdout
+    assert done.stdout.rstrip().endswith("served on")
