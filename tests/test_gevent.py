@@ -117,7 +117,7 @@ def test_control_gevent_without_forkhooks_fails(
     server = Server(gunicorn("-k", "gevent", "-w", str(workers), WSGI), dsn, tmp_path, env=env)
     try:
         poll(lambda: answers_at_all(server), timeout=30, what="gunicorn answering, with any status")
-        results = loadgen.run(server.target, 40, concurrency=8, timeout=10)
+        results = loadgen.run(server.target, 40, concurrency=8, timeout=3, stop_when=loadgen.proven(failed=5))
     finally:
         server.kill()
     record("gevent-control", name, results)
