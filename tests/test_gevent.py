@@ -7,6 +7,8 @@ and the drivers in the master: without forkhooks every request fails with
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from .conftest import app_backends
 from .record import record
 from .servers import Server, gunicorn, poll, start
 from .test_hooks import run_python
+from .test_stops import closed_pools
 
 pytest.importorskip("gevent", reason="the gevent worker needs gevent: pip install 'forkhooks[gevent]'")
 pytest.importorskip("packaging", reason="gunicorn's gevent worker imports packaging")
@@ -163,3 +166,37 @@ def test_psycopg2_without_psycogreen_is_named_in_a_warning(dsn: str) -> None:
     assert "WARNING forkhooks: psycopg2 blocks every greenlet" in done.stdout, done.stdout
     assert "pip install psycogreen" in done.stdout
     assert done.stdout.rstrip().endswith("served on")
+
+
+STOPS = [
+    ("hooks", ["-c", "python:forkhooks.gunicorn", "-k", "gevent"], signal.SIGTERM),
+    ("hooks", ["-c", "python:forkhooks.gunicorn", "-k", "gevent"], signal.SIGINT),
+    ("k-gevent", ["-k", "forkhooks.workers.GeventWorker"], signal.SIGTERM),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("name", "args", "sig"), STOPS, ids=[f"{c[0]}-{c[2].name}" for c in STOPS])
+def test_a_signal_to_the_group_closes_every_gevent_workers_pool(
+    name: str, args: list[str], sig: signal.Signals, dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """As systemd and Ctrl-C stop it: each of the 4 gevent workers closes its pool; no traceback; no backend left."""
+    server = start(gunicorn(*args, WSGI), dsn, tmp_path)
+    try:
+        # Booted, not just forked: a signal that reaches a gevent worker before gunicorn installed its
+        # handlers (the worker is still patching) runs the master's inherited handler and is lost.
+        poll(lambda: server.log().count("after gevent patched") == 4, timeout=30, what="4 gevent workers booted")
+        results = loadgen.run(server.target, 100, concurrency=16)
+        assert (results.failed, results.wrong) == (0, 0), results.summary()
+        os.killpg(server.pid, sig)
+        server.proc.wait(30)
+    finally:
+        server.kill()
+    log = server.log()
+    closed = closed_pools(log)
+    assert len(closed) == 4, log[-4000:]
+    # gunicorn's gevent worker runs SIGINT/SIGQUIT's sys.exit(0) in a spawned greenlet, which gevent reports
+    # ("... failed with SystemExit"), with or without forkhooks: the only traceback allowed.
+    assert log.count("Traceback") == log.count("failed with SystemExit"), log[-4000:]
+    assert "forkhooks: " not in "".join(line for line in log.splitlines() if "failed" in line), log[-4000:]
+    poll(lambda: app_backends(db) == 0, timeout=5, what="all app backends gone after the stop")
