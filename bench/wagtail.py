@@ -196,6 +196,10 @@ def _median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else 0.0
 
 
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}" if base else "-"
+
+
 def _versions() -> str:
     names = ("django", "wagtail", "gunicorn", "gevent", "uvicorn-worker", "psycopg", "psycopg-pool")
     found = []
@@ -230,19 +234,30 @@ def report(
             f"4 sync workers, 8 clients, {s.rounds} round(s) of {s.seconds:g} s (median); respawn with -w 1, "
             f"{s.kills} kill(s); churn with --max-requests {s.max_requests}.",
             "",
-            "| configuration | visits/s | workers' PSS MiB | master PSS MiB | kill -> first answer ms "
-            "| visits/s with churn (respawns) |",
-            "|---|---|---|---|---|---|",
+            "| configuration | visits/s (× lazy) | workers' PSS MiB (× lazy) | master PSS MiB "
+            "| kill -> first answer ms (× lazy) | visits/s with churn (respawns) | churn cost |",
+            "|---|---|---|---|---|---|---|",
         ]
+
+        def medians(key: str) -> tuple[float, float, float, float]:
+            p = perf[key]
+            return (
+                _median([r["visits_per_s"] for r in p["runs"]]),
+                _median([r["workers_pss_kib"] for r in p["runs"]]) / 1024,
+                _median([r["master_pss_kib"] for r in p["runs"]]) / 1024,
+                _median(p["respawn_ms"]),
+            )
+
+        base = medians("lazy")
         for config in CONFIGS:
-            p = perf[config.key]
-            runs = p["runs"]
+            rps, pss, master, respawn_ms = medians(config.key)
+            churned = perf[config.key]["churn"]
+            # What churn costs this configuration: the share of its own steady throughput it loses.
+            cost = f"{1 - churned['visits_per_s'] / rps:.0%}" if rps and churned["respawns"] else "-"
             lines.append(
-                f"| {config.key} | {_median([r['visits_per_s'] for r in runs]):.1f} "
-                f"| {_median([r['workers_pss_kib'] for r in runs]) / 1024:.0f} "
-                f"| {_median([r['master_pss_kib'] for r in runs]) / 1024:.0f} "
-                f"| {_median(p['respawn_ms']):.0f} "
-                f"| {p['churn']['visits_per_s']:.1f} ({p['churn']['respawns']}) |"
+                f"| {config.key} | {rps:.1f} ({_ratio(rps, base[0])}) | {pss:.0f} ({_ratio(pss, base[1])}) "
+                f"| {master:.0f} | {respawn_ms:.0f} ({_ratio(respawn_ms, base[3])}) "
+                f"| {churned['visits_per_s']:.1f} ({churned['respawns']}) | {cost} |"
             )
         bad = sum(r["failed"] + r["wrong"] for c in perf.values() for r in [*c["runs"], c["churn"]])
         lines += ["", f"Failed or wrong visits during the performance runs: {bad}."]
@@ -263,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write all measurements here")
     s = parser.parse_args(argv)
     if s.quick:
-        s.seconds, s.rounds, s.kills, s.visits = 1.0, 1, 1, 20
+        s.seconds, s.rounds, s.kills, s.visits, s.max_requests = 1.0, 1, 1, 20, 10
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGHUP, _stop)
     embedded = None
