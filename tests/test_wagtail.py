@@ -17,12 +17,12 @@ import pytest
 
 from forkhooks.demo.procnet import server_sockets
 
+from . import wagtailsite
 from .conftest import app_backends
 from .record import record
 from .servers import Server, gunicorn, poll, start
 
 pytest.importorskip("wagtail", reason="the real-application tests need Wagtail: pip install 'wagtail>=7'")
-wagtailsite = pytest.importorskip("tests.wagtailsite")
 
 VISITS = 150  # article pages : form POSTs : admin logins = 3 : 1 : 1
 

@@ -61,8 +61,7 @@ def build(dest: Path, dsn: str, *, python: str = sys.executable, dbname: str | N
     """Generate the site in `dest` with `wagtail start`, create its database, migrate and seed it."""
     started = time.monotonic()
     dest.mkdir(parents=True, exist_ok=True)
-    run = {"cwd": dest, "check": True, "capture_output": True, "text": True, "timeout": 300}
-    subprocess.run([python, "-c", "from wagtail.bin.wagtail import main; main()", "start", "mysite", "."], **run)
+    _run([python, "-c", "from wagtail.bin.wagtail import main; main()", "start", "mysite", "."], dest)
     shutil.copytree(HERE / "fhsite", dest / "fhsite", ignore=shutil.ignore_patterns("__pycache__"))
     dbname = dbname or f"wagtail_{secrets.token_hex(4)}"
     with psycopg.connect(dsn, autocommit=True, application_name="forkhooks-observer") as conn:
@@ -74,9 +73,15 @@ def build(dest: Path, dsn: str, *, python: str = sys.executable, dbname: str | N
         "call_command('makemigrations', 'fhsite', verbosity=0); call_command('migrate', verbosity=0); "
         f"from fhsite.seed import main; main({ARTICLES}, {EDITORS})"
     )
-    subprocess.run([python, "-c", setup], env=env, **run)  # type: ignore[call-overload]
+    _run([python, "-c", setup], dest, env)
     site.seconds = time.monotonic() - started
     return site
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
 
 
 def drop(site: WagtailSite, dsn: str) -> None:
