@@ -17,7 +17,6 @@ import psycopg
 import pytest
 
 from forkhooks.demo import loadgen
-from forkhooks.demo.process import children
 
 from .conftest import app_backends
 from .servers import gunicorn, poll, start
@@ -49,7 +48,12 @@ def stop_group(name: str, args: list[str], app: str, sig: signal.Signals, dsn: s
         pytest.importorskip("gunicorn.workers.gasgi", reason="gunicorn's native asgi worker needs gunicorn >= 24")
     server = start(gunicorn(*args, app), dsn, tmp_path)
     try:
-        poll(lambda: len(children(server.pid)) == 4, timeout=30, what="4 workers")
+        # Booted, not just forked: gunicorn drops a signal that reaches a worker before its own handlers are set.
+        poll(
+            lambda: len(set(re.findall(r"forkhooks: worker (\d+) opened", server.log()))) == 4,
+            timeout=30,
+            what="4 workers",
+        )
         results = loadgen.run(server.target, 100, concurrency=16)
         assert (results.failed, results.wrong) == (0, 0), results.summary()
         os.killpg(server.pid, sig)
