@@ -1,0 +1,143 @@
+"""The Celery adapter, public as ``forkhooks.celery`` (importing it connects the receivers, once)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import signals
+
+from .. import _core
+from .._tools import appname
+from . import forks
+
+__all__ = ["keeps_pools", "patch_django_fixup"]
+
+log = logging.getLogger("forkhooks.celery")
+
+# The pid of the worker's main process once it starts a forking pool: only
+# its own forks close first and count as pool children.
+_parent: int | None = None
+# This process is a child the worker's main process forked (a prefork pool
+# process, or a replacement): it discarded at fork, keeps its pools across
+# tasks and closes them when it ends.
+_pool_child = False
+_connected = False
+
+
+def keeps_pools() -> bool:
+    """Whether this process is a prefork pool child whose Django pools outlive each task."""
+    return _pool_child
+
+
+def _forking_pool(worker: Any) -> bool:
+    """Whether the worker's pool forks its processes (prefork); solo, threads, gevent and eventlet do not."""
+    pool = getattr(worker, "pool_cls", None)
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    return "prefork" in str(name)
+
+
+def _on_worker_init(sender: Any = None, **kwargs: Any) -> None:
+    """In the worker's main process, before its pool starts: know its pid, watch Django's connections."""
+    global _parent
+    try:
+        forks.install()  # Django is set up by now: watch() sees every wrapper from here on
+        if _forking_pool(sender):
+            _parent = os.getpid()
+    except Exception:
+        log.exception("forkhooks: setting up the Celery worker failed; continuing without it")
+
+
+def _before_fork() -> None:
+    # Every fork of the main process, the first pool processes and each
+    # replacement (max_tasks_per_child, a crashed or time-limited process)
+    # alike: the child then inherits no connection, and the main process no
+    # pool thread across fork.
+    if _parent is not None and os.getpid() == _parent:
+        _core.close(log=log, who="celery main")
+
+
+def _after_fork_in_child() -> None:
+    global _pool_child, _parent
+    # Runs after forks.install()'s discard (at-fork callbacks run in the order registered).
+    if _parent is not None and os.getppid() == _parent:
+        _pool_child = True
+    _parent = None  # a fork this child makes is not the main process's
+
+
+def _on_worker_process_init(**kwargs: Any) -> None:
+    """A prefork pool process is ready (billiard ran Celery's initializer): name its connections, warm its pools."""
+    if not _pool_child:  # the solo pool sends this signal too, in the main process: as without forkhooks
+        return
+    try:
+        appname.label("celery-worker")
+    except Exception:
+        log.exception("forkhooks: naming this process's connections failed; continuing")
+    _core.warm(log=log, who="celery worker")
+
+
+def _on_worker_process_shutdown(**kwargs: Any) -> None:
+    """A prefork pool process is ending (billiard then calls os._exit, so atexit never runs): close, cancelling."""
+    if _pool_child:
+        _core.close(log=log, who="celery worker")
+
+
+def patch_django_fixup() -> bool:
+    """Make Celery's Django fixup keep pools in pool children; False if this Celery's fixup is not the known one.
+
+    Since celery PR #9953 the fixup closes every pooled alias's pool after
+    each task in a prefork process (celery #10554): every task opens new
+    connections. In a pool child set up by forkhooks, the fixup still closes
+    each connection (a pooled one goes back to its pool, which drops it if
+    broken, in a transaction or past max_lifetime), but leaves the pool open.
+    """
+    try:
+        from celery.fixups.django import DjangoWorkerFixup
+    except Exception:  # Django not installed: the fixup never runs
+        return False
+    current = getattr(DjangoWorkerFixup, "_close_database", None)
+    if getattr(current, "_forkhooks", False):
+        return True
+    if current is None or not hasattr(DjangoWorkerFixup, "_is_prefork"):
+        log.warning(
+            "forkhooks: this Celery's Django fixup has no _close_database/_is_prefork; "
+            "pool processes may close Django's pools after each task"
+        )
+        return False
+    original = current
+
+    def _close_database(self: Any) -> Any:
+        if not _pool_child:
+            return original(self)
+        # The fixup closes pools only for prefork processes: in ours, it closes
+        # connections as it always did and the pools stay.
+        self.__dict__["_is_prefork"] = lambda: False
+        try:
+            return original(self)
+        finally:
+            self.__dict__.pop("_is_prefork", None)
+
+    _close_database._forkhooks = True  # type: ignore[attr-defined]
+    DjangoWorkerFixup._close_database = _close_database  # type: ignore[method-assign]
+    return True
+
+
+def _connect() -> None:
+    global _connected
+    if _connected:
+        return
+    _connected = True
+    forks.install()  # the discard at fork, registered before ours: it runs first in the child
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid="forkhooks.celery.worker_init")
+    signals.worker_process_init.connect(
+        _on_worker_process_init, weak=False, dispatch_uid="forkhooks.celery.worker_process_init"
+    )
+    signals.worker_process_shutdown.connect(
+        _on_worker_process_shutdown, weak=False, dispatch_uid="forkhooks.celery.worker_process_shutdown"
+    )
+    patch_django_fixup()
+
+
+_connect()

@@ -1,0 +1,158 @@
+"""Real Celery and RQ workers for the tests: started in their own session, stopped by a signal to the group."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+from forkhooks.demo.loadgen import Results
+from forkhooks.demo.process import poll
+
+from .conftest import PYTHON, ROOT, app_backends, child_env
+from .project import jobs
+
+
+def client(sock: Path) -> redis.Redis:
+    """A Redis client on the test Redis."""
+    return redis.Redis(unix_socket_path=str(sock))
+
+
+def sessions(db: psycopg.Connection) -> int:
+    """Sessions PostgreSQL ever started on this database (counted at connect, flushed by the time a backend exits)."""
+    row = db.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def running(db: psycopg.Connection, text: str) -> list[int]:
+    """Backends whose active query contains `text` (observers excluded)."""
+    rows = db.execute(
+        "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s"
+        " AND application_name <> 'forkhooks-observer' AND pid <> pg_backend_pid()",
+        [f"%{text}%"],
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+class WorkerProcess:
+    """A worker (celery or rq) as a group leader; its log in `tmp`/worker.log."""
+
+    def __init__(self, argv: list[str], dsn: str, sock: Path, tmp: Path, env: dict[str, str]) -> None:
+        self.log_path = tmp / "worker.log"
+        full_env = child_env(dsn, FORKHOOKS_TEST_REDIS=str(sock), **env)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.pid = self.proc.pid
+
+    def log(self) -> str:
+        """The worker's output so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+        return True
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM to the whole group, as systemd and a terminal do; SIGKILL what is left after `timeout`."""
+        try:
+            if self.proc.poll() is None:
+                os.killpg(self.pid, signal.SIGTERM)
+            return self.proc.wait(timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the group (a control stopped at its first proof, or cleanup)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(10)
+
+
+def celery(dsn: str, sock: Path, tmp: Path, *, settings: str, env: dict[str, str], pool: str = "prefork") -> WorkerProcess:
+    """celery -A tests.project.celeryapp worker, 4 processes, waiting (bounded) until it is ready."""
+    argv = [PYTHON, "-m", "celery", "-A", "tests.project.celeryapp", "worker", "-P", pool, "-c", "4", "-l", "info"]
+    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test{os.getpid()}@%h"]
+    worker = WorkerProcess(argv, dsn, sock, tmp, {"DJANGO_SETTINGS_MODULE": settings, **env})
+    r = client(sock)
+    try:
+        poll(lambda: worker.alive() and r.get("forkhooks:ready") is not None, timeout=60, what="celery worker ready")
+    except BaseException:
+        worker.kill()
+        raise
+    return worker
+
+
+def collect(
+    sock: Path, n: int, worker: WorkerProcess, *, timeout: float = 120, stop_after_bad: int | None = None
+) -> list[dict[str, Any]]:
+    """The answers so far, once `n` arrived (or `stop_after_bad` failed/wrong ones: a control's proof)."""
+    r = client(sock)
+    rows: list[dict[str, Any]] = []
+
+    def done() -> bool:
+        rows.extend(json.loads(x) for x in r.lrange(jobs.RESULTS, len(rows), -1))
+        bad = sum("error" in x or x["got"] != x["tag"] for x in rows)
+        if stop_after_bad is not None and bad >= stop_after_bad:
+            return True
+        return len(rows) >= n or (worker.proc.poll() is not None)
+
+    poll(done, timeout=timeout, what=f"{n} answers")
+    return rows
+
+
+def tally(tags: list[str], rows: list[dict[str, Any]]) -> Results:
+    """Failed (an error, or no answer) and wrong (another job's row) among the jobs sent."""
+    answered = {r["tag"]: r for r in rows}
+    results = Results(requests=len(tags))
+    for tag in tags:
+        row = answered.get(tag)
+        if row is None or "error" in row:
+            results.failed += 1
+            results.errors[(row or {}).get("error", "no answer")[:60]] += 1
+        elif row["got"] != tag:
+            results.wrong += 1
+        else:
+            results.ok += 1
+            results.pids[row["pid"]] += 1
+    return results
+
+
+def parent(sock: Path) -> dict[str, Any]:
+    """What the worker's main process saw of its own session: before/after backends and the first error."""
+    rows = [json.loads(x) for x in client(sock).lrange(jobs.PARENT, 0, -1)]
+    out: dict[str, Any] = {r["when"]: r.get("backend", "error") for r in rows}
+    out["errors"] = [r["error"] for r in rows if "error" in r]
+    out["survived"] = bool(out.get("before")) and out.get("before") == out.get("after")
+    return out
+
+
+def backends_left(db: psycopg.Connection, timeout: float = 10) -> int:
+    """App backends still on the server once they had `timeout` seconds to go (0 expected)."""
+    deadline = time.monotonic() + timeout
+    while (left := app_backends(db)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # a poll interval
+    return left
+
+
+def per_child_backends(rows: list[dict[str, Any]]) -> Counter[int]:
+    """How many distinct backends each worker process answered from."""
+    seen: dict[int, set[int]] = {}
+    for r in rows:
+        if "backend" in r:
+            seen.setdefault(r["pid"], set()).add(r["backend"])
+    return Counter({pid: len(b) for pid, b in seen.items()})

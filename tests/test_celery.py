@@ -1,0 +1,124 @@
+"""Real Celery workers (prefork, 4 processes, Redis broker) against PostgreSQL, Django's pool on (min 1, max 4).
+
+The worker's main process holds a pooled connection at fork, as a project's
+start-up check does, and checks its session again at shutdown.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from .jobrunners import (
+    backends_left,
+    celery,
+    client,
+    collect,
+    parent,
+    per_child_backends,
+    poll,
+    running,
+    sessions,
+    tally,
+)
+from .project import jobs
+from .record import record
+
+WITH_APP = "tests.project.settings_jobs"  # INSTALLED_APPS has forkhooks.django
+WITHOUT = "tests.project.settings_jobs_without"
+MAX_SIZE = 4  # settings_jobs' pool max_size
+
+# (case, settings, env, tasks)
+CASES = [
+    ("forkhooks.celery", WITHOUT, {"FORKHOOKS_TEST_CELERY": "1"}, 500),
+    ("forkhooks.celery-replacements", WITHOUT, {"FORKHOOKS_TEST_CELERY": "1", "FORKHOOKS_TEST_MAX_TASKS": "20"}, 200),
+    ("forkhooks.django-only", WITH_APP, {}, 100),
+    ("control", WITHOUT, {}, 100),
+]
+
+
+def tags(n: int) -> list[str]:
+    return [f"{i}-{secrets.token_hex(6)}" for i in range(n)]
+
+
+@pytest.fixture
+def broker(redis_socket: Path) -> Path:
+    """The session's Redis, emptied: no task or answer of an earlier test is left."""
+    client(redis_socket).flushall()
+    return redis_socket
+
+
+def run(dsn: str, sock: Path, tmp: Path, db: psycopg.Connection, settings: str, env: dict[str, str], n: int) -> dict:
+    """Start a worker, send n echo tasks, collect, stop it with SIGTERM to its group; return what was measured."""
+    from celery import Celery
+
+    app = Celery("sender", broker=f"redis+socket://{sock}", set_as_current=False)
+    start = sessions(db)
+    worker = celery(dsn, sock, tmp, settings=settings, env={"FORKHOOKS_TEST_PARENT": "1", **env})
+    sent = tags(n)
+    try:
+        for tag in sent:
+            app.send_task("echo", [tag])
+        rows = collect(sock, n, worker)
+        code = worker.stop()
+    except BaseException:
+        app.close()
+        worker.kill()
+        raise
+    app.close()
+    left = backends_left(db)
+    opened = sessions(db) - start
+    return {
+        "results": tally(sent, rows),
+        "rows": rows,
+        "parent": parent(sock),
+        "per_100": round(100 * opened / n, 1),
+        "left": left,
+        "code": code,
+        "log": worker.log(),
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("case", "settings", "env", "n"), CASES, ids=[c[0] for c in CASES])
+def test_celery_prefork(
+    case: str, settings: str, env: dict[str, str], n: int, dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
+) -> None:
+    """forkhooks.celery: every task right, the parent closes before each fork, pools kept across tasks."""
+    out = run(dsn, broker, tmp_path, db, settings, env, n)
+    results, par = out["results"], out["parent"]
+    per_child = per_child_backends(out["rows"])
+    record(
+        "celery",
+        case,
+        results,
+        conns_per_100=out["per_100"],
+        parent_survived=par["survived"],
+        parent_errors=len(par["errors"]),
+        backends_left=out["left"],
+        max_backends_per_child=max(per_child.values(), default=0),
+    )
+    assert out["code"] == 0, out["log"][-3000:]
+    if case == "control":
+        # Celery's fixup closes the inherited pool in each child: Terminate goes down the parent's idle connection.
+        assert par["errors"], (par, out["log"][-3000:])
+        assert "closed" in par["errors"][0] or "terminat" in par["errors"][0], par
+        assert out["per_100"] >= 100, out["per_100"]  # the pool is rebuilt for every task
+        return
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert par["errors"] == [], par
+    assert out["left"] == 0
+    if case == "forkhooks.django-only":
+        assert par["survived"], par  # the at-fork discard leaves the parent's socket alone
+        assert out["per_100"] >= 100, out["per_100"]  # ... but Celery still closes the pools after every task
+        return
+    # forkhooks.celery: the main process closed its connection before forking (no error, a new session later).
+    assert out["log"].count("forkhooks: celery main") >= 4, out["log"][-3000:]
+    assert all(count <= MAX_SIZE for count in per_child.values()), per_child
+    if "replacements" not in case:
+        assert len(per_child) == 4, per_child
+        # 4 processes x at most max_size, plus the main process's two sessions: nothing per task.
+        assert out["per_100"] * n / 100 <= 4 * MAX_SIZE + 2, out["per_100"]
