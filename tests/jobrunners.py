@@ -83,7 +83,9 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
-def celery(dsn: str, sock: Path, tmp: Path, *, settings: str, env: dict[str, str], pool: str = "prefork") -> WorkerProcess:
+def celery(
+    dsn: str, sock: Path, tmp: Path, *, settings: str, env: dict[str, str], pool: str = "prefork"
+) -> WorkerProcess:
     """celery -A tests.project.celeryapp worker, 4 processes, waiting (bounded) until it is ready."""
     argv = [PYTHON, "-m", "celery", "-A", "tests.project.celeryapp", "worker", "-P", pool, "-c", "4", "-l", "info"]
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test{os.getpid()}@%h"]

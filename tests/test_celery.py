@@ -6,7 +6,9 @@ start-up check does, and checks its session again at shutdown.
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from pathlib import Path
 
 import psycopg
@@ -85,7 +87,14 @@ def run(dsn: str, sock: Path, tmp: Path, db: psycopg.Connection, settings: str, 
 @pytest.mark.e2e
 @pytest.mark.parametrize(("case", "settings", "env", "n"), CASES, ids=[c[0] for c in CASES])
 def test_celery_prefork(
-    case: str, settings: str, env: dict[str, str], n: int, dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
+    case: str,
+    settings: str,
+    env: dict[str, str],
+    n: int,
+    dsn: str,
+    db: psycopg.Connection,
+    broker: Path,
+    tmp_path: Path,
 ) -> None:
     """forkhooks.celery: every task right, the parent closes before each fork, pools kept across tasks."""
     out = run(dsn, broker, tmp_path, db, settings, env, n)
@@ -122,3 +131,50 @@ def test_celery_prefork(
         assert len(per_child) == 4, per_child
         # 4 processes x at most max_size, plus the main process's two sessions: nothing per task.
         assert out["per_100"] * n / 100 <= 4 * MAX_SIZE + 2, out["per_100"]
+
+
+PSYCOPG2 = "tests.project.settings_jobs_psycopg2"
+# psycopg 3 notices SIGTERM within its 0.1 s poll interval and cancels by itself, sometimes before billiard's
+# SIGKILL 0.1 s later: its control would prove nothing reliably. psycopg2 never gets there: the control is certain.
+TIME_LIMIT = [
+    ("forkhooks.celery", WITHOUT, {"FORKHOOKS_TEST_CELERY": "1"}),
+    ("forkhooks.celery-psycopg2", PSYCOPG2, {"FORKHOOKS_TEST_CELERY": "1"}),
+    ("control-psycopg2", PSYCOPG2, {}),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("case", "settings", "env"), TIME_LIMIT, ids=[c[0] for c in TIME_LIMIT])
+def test_hard_time_limit_leaves_no_query_running(
+    case: str, settings: str, env: dict[str, str], dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
+) -> None:
+    """A task killed by its hard time limit (1 s) mid-query: its pg_sleep(30) does not go on running on the server."""
+    from celery import Celery
+
+    worker = celery(dsn, broker, tmp_path, settings=settings, env=env)
+    app = Celery("sender", broker=f"redis+socket://{broker}", set_as_current=False)
+    r = client(broker)
+    slow_backend = 0
+    try:
+        app.send_task("slow", [30])
+        poll(lambda: r.llen(jobs.EVENTS) > 0, timeout=30, what="the slow task's query started")
+        slow_backend = json.loads(r.lindex(jobs.EVENTS, 0))["slow_backend"]
+        poll(lambda: "Hard time limit" in worker.log(), timeout=30, what="the hard time limit")
+        # Well under the query's 30 s: long enough for a cancel, far too short for the query to end by itself.
+        deadline = time.monotonic() + 5
+        while slow_backend in running(db, "pg_sleep") and time.monotonic() < deadline:
+            time.sleep(0.05)  # a poll interval
+        still = slow_backend in running(db, "pg_sleep")
+        code = worker.stop()
+    finally:
+        app.close()
+        worker.kill()
+        if slow_backend:  # never leave a 30 s query behind for the next test
+            db.execute("SELECT pg_terminate_backend(%s)", [slow_backend])
+    record("celery", f"time-limit-{case}", tally([], []), query_left_running=still)
+    assert code == 0, worker.log()[-3000:]
+    if case.startswith("control"):
+        assert still, "without forkhooks.celery the killed task's query ended anyway"
+    else:
+        assert not still, worker.log()[-3000:]
+        assert "cancelled 1 running query" in worker.log(), worker.log()[-3000:]

@@ -12,7 +12,7 @@ from .. import _core
 from .._tools import appname
 from . import forks
 
-__all__ = ["keeps_pools", "patch_django_fixup"]
+__all__ = ["cancel_queries_of", "keeps_pools", "patch_django_fixup", "patch_hard_time_limit"]
 
 log = logging.getLogger("forkhooks.celery")
 
@@ -71,7 +71,7 @@ def _on_worker_process_init(**kwargs: Any) -> None:
     if not _pool_child:  # the solo pool sends this signal too, in the main process: as without forkhooks
         return
     try:
-        appname.label("celery-worker")
+        appname.label(ROLE)
     except Exception:
         log.exception("forkhooks: naming this process's connections failed; continuing")
     _core.warm(log=log, who="celery worker")
@@ -123,6 +123,75 @@ def patch_django_fixup() -> bool:
     return True
 
 
+ROLE = "celery-worker"  # pool processes name their connections <prefix>:celery-worker:<pid>
+
+
+def cancel_queries_of(pid: int) -> int:
+    """From the main process: cancel the queries pool process `pid` is running on each PostgreSQL alias; how many.
+
+    Found by the application_name each pool process gives its connections
+    (FORKHOOKS_APPLICATION_NAME, on by default), over a short connection of
+    its own, opened and closed here: the main process keeps nothing open.
+    """
+    from .._core import djangodb
+
+    suffix = f":{ROLE}:{pid}"
+    cancelled = 0
+    handler = djangodb.handler()
+    if handler is None:
+        return 0
+    for alias, db in djangodb.database_settings().items():
+        if "postgresql" not in str(db.get("ENGINE", "")):
+            continue
+        wrapper = handler[alias]
+        conn = wrapper.Database.connect(**wrapper.get_connection_params())
+        try:
+            conn.autocommit = True
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
+                " WHERE state = 'active' AND right(application_name, %s) = %s AND pid <> pg_backend_pid()",
+                [len(suffix), suffix],
+            )
+            cancelled += int(cur.fetchone()[0])
+        finally:
+            conn.close()
+    return cancelled
+
+
+def patch_hard_time_limit() -> bool:
+    """Cancel, from the main process, the query of a task that hits its hard time limit, before billiard kills it.
+
+    billiard sends SIGTERM and, 0.1 s later, SIGKILL: a pool process blocked
+    in a query (psycopg 3 looks at signals every 0.1 s, psycopg2 not before
+    the query ends) rarely gets to cancel it itself, and a killed client
+    does not stop its query: the server runs it to the end, holding its locks
+    and a connection slot.
+    """
+    try:
+        from celery.worker.request import Request
+    except Exception:
+        return False
+    current = getattr(Request, "on_timeout", None)
+    if current is None or getattr(current, "_forkhooks", False):
+        return current is not None
+    original = current
+
+    def on_timeout(self: Any, soft: bool, timeout: float) -> Any:
+        pid = getattr(self, "worker_pid", None)
+        if not soft and pid and _parent is not None and os.getpid() == _parent:
+            try:
+                n = cancel_queries_of(int(pid))
+                log.info("forkhooks: hard time limit of pool process %s: cancelled %d running query(ies)", pid, n)
+            except Exception:
+                log.exception("forkhooks: cancelling the queries of pool process %s failed; continuing", pid)
+        return original(self, soft, timeout)
+
+    on_timeout._forkhooks = True  # type: ignore[attr-defined]
+    Request.on_timeout = on_timeout  # type: ignore[method-assign]
+    return True
+
+
 def _connect() -> None:
     global _connected
     if _connected:
@@ -138,6 +207,7 @@ def _connect() -> None:
         _on_worker_process_shutdown, weak=False, dispatch_uid="forkhooks.celery.worker_process_shutdown"
     )
     patch_django_fixup()
+    patch_hard_time_limit()
 
 
 _connect()

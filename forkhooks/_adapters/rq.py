@@ -1,4 +1,4 @@
-"""The RQ adapter, public as ``forkhooks.rq``: worker classes for ``rq worker -w`` and django-rq's ``--worker-class``."""
+"""The RQ adapter, public as ``forkhooks.rq``: worker classes for ``rq worker -w`` and ``rqworker --worker-class``."""
 
 from __future__ import annotations
 
