@@ -8,6 +8,7 @@ from typing import Any
 import rq
 
 from .. import _core
+from .._core import djangodb
 from . import forks
 
 __all__ = ["ForkhooksWorkerMixin", "Worker"]
@@ -27,22 +28,46 @@ class ForkhooksWorkerMixin:
 
     def fork_work_horse(self, job: Any, queue: Any) -> Any:
         """Close this worker's connections and pools, then fork the horse (which discards at fork)."""
+        logger = getattr(self, "log", log)  # RQ's logger: its handlers are the ones configured
         try:
             forks.install()  # Django is loaded by now: watch() sees every wrapper; idempotent
         except Exception:
-            log.exception("forkhooks: installing the at-fork discard failed; continuing")
+            logger.exception("forkhooks: installing the at-fork discard failed; continuing")
         if not isinstance(self, rq.worker.SpawnWorker):  # a spawned horse inherits nothing
-            _core.close(log=log, who="rq worker")
+            _core.close(log=logger, who="rq worker")
         return super().fork_work_horse(job, queue)  # type: ignore[misc]
 
     def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> Any:
         """Run the job; in a work horse, then close its connections and pools, cancelling a running query."""
+        # Only a horse: a SimpleWorker runs jobs in the worker itself and keeps its connections.
+        horse = getattr(self, "_is_horse", False)
+        if horse:
+            try:
+                pools_open_on_demand()
+            except Exception:
+                getattr(self, "log", log).exception("forkhooks: adjusting the horse's pools failed; continuing")
         try:
             return super().perform_job(job, queue, *args, **kwargs)  # type: ignore[misc]
         finally:
-            # Only a horse: a SimpleWorker runs jobs in the worker itself and keeps its connections.
-            if getattr(self, "_is_horse", False):
-                _core.close(log=log, who="rq horse")
+            if horse:
+                _core.close(log=getattr(self, "log", log), who="rq horse")
+
+
+def pools_open_on_demand() -> None:
+    """In a horse: its pools start empty (min_size 0) and open a connection only when the job asks for one.
+
+    A pool opened at its min_size while the job's first query waits for a
+    connection grows by one more: 2 connections for a job that uses 1 (4 with
+    ``"pool": True``, psycopg_pool's default min_size), each thrown away when
+    the horse exits. max_size stays.
+    """
+    for alias in djangodb.pooled_aliases():
+        options = djangodb.database_settings()[alias]["OPTIONS"]
+        pool = options["pool"]
+        pool = dict(pool) if isinstance(pool, dict) else {}
+        pool["max_size"] = pool.get("max_size") or pool.get("min_size") or 4
+        pool["min_size"] = 0
+        options["pool"] = pool
 
 
 class Worker(ForkhooksWorkerMixin, rq.Worker):
