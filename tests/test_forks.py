@@ -125,3 +125,48 @@ def test_control_children_share_the_parents_backend(dsn: str, settings: str, sce
     save("forks-control", f"{scenario}-{out['driver']}-shared", out)
     assert out["shared"] == out["answers"] == 100, out
     assert out["child_backends"] == 1, out
+
+
+# Forkserver: a forkserver that preloads a module setting Django up and querying holds a connection, and
+# every process it forks inherits it (Python 3.14 makes forkserver the default start method on Linux).
+
+
+@pytest.mark.fork
+def test_forkserver_preload_children_get_their_own_connection(dsn: str) -> None:
+    """Pool(4) workers forked by a forkserver that preloaded Django and queried: each on its own backend."""
+    out = forks(dsn, WITH, "forkserver", "--n", str(TASKS))
+    save("forks", "forkserver-preload", out)
+    assert out["preload_backends"] == 1, out  # the forkserver did hold a connection when it forked them
+    assert_children_had_their_own(out, TASKS)
+    assert out["child_processes"] == out["child_backends"] == 4, out
+    assert_parent_kept_its_session(out)
+
+
+@pytest.mark.fork
+def test_control_forkserver_children_share_the_preloaded_connection(dsn: str) -> None:
+    """Without forkhooks, the forkserver's pool worker talks on the forkserver's socket (one worker: no hang)."""
+    out = forks(dsn, WITHOUT, "forkserver", "--n", "20", "--processes", "1")
+    save("forks-control", "forkserver-preload-shared", out)
+    assert out["shared"] == out["answers"] == 20, out
+    assert out["child_backends"] == 1, out
+
+
+@pytest.mark.fork
+def test_maxtasksperchild_replacements_get_their_own_connection(dsn: str) -> None:
+    """Pool(4, maxtasksperchild=10): ~20 replacements forked from the pool's handler thread, each on its own backend."""
+    out = forks(dsn, WITH, "mp.maxtasks", "--n", str(TASKS), "--maxtasks", "10")
+    save("forks", "mp.maxtasks-replacements", out)
+    assert_children_had_their_own(out, TASKS)
+    assert out["child_processes"] >= TASKS // 10, out  # the replacements did run
+    assert_parent_kept_its_session(out)
+
+
+@pytest.mark.fork
+def test_replacements_from_the_handler_thread_do_not_inherit_the_main_threads_connection(dsn: str) -> None:
+    """Why the test above has no failing control: Django's connections are per thread, and a replacement is
+    forked from the pool's handler thread, so without forkhooks too it opens its own (the first processes,
+    forked from the main thread, do share: see the mp.pool tests)."""
+    out = forks(dsn, WITHOUT, "mp.maxtasks", "--n", "20", "--processes", "2", "--maxtasks", "2")
+    save("forks-control", "mp.maxtasks-replacements", out)
+    assert out["child_processes"] >= 10, out
+    assert (out["shared"], out["parent_errors"]) == (0, 0), out

@@ -58,9 +58,16 @@ def child_task(tag: str, close_first: bool = False) -> dict[str, Any]:
     try:
         if close_first:
             naive_close()
-        return echo(tag)
+        answer = echo(tag)
     except Exception as exc:
         return {"tag": tag, "error": f"{type(exc).__name__}: {exc}".strip()[:200]}
+    preload = sys.modules.get(PRELOAD)
+    if preload is not None:  # forked from a forkserver that preloaded Django: its backend is not ours either
+        answer["preload_backend"] = preload.BACKEND
+    return answer
+
+
+PRELOAD = "tests.project.forkserver_preload"
 
 
 class Parent:
@@ -148,6 +155,32 @@ def with_mp_pool(n: int, parent: Parent, close_first: bool) -> list[dict[str, An
         return result.get(timeout=30)
 
 
+def with_forkserver(n: int, parent: Parent, processes: int) -> list[dict[str, Any]]:
+    """A forkserver that preloads a module setting Django up and querying; its pool's workers are forked from it."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([PRELOAD])
+    with ctx.Pool(processes) as pool:
+        result = pool.map_async(child_task, tags(n), chunksize=1)
+        while not result.ready():
+            parent.check()
+            result.wait(0.01)  # a poll: the parent works meanwhile
+        return result.get(timeout=30)
+
+
+def with_mp_maxtasks(n: int, processes: int, maxtasks: int) -> tuple[list[dict[str, Any]], Parent]:
+    """multiprocessing.Pool(fork, maxtasksperchild): replacements are forked from the pool's handler thread.
+
+    The parent connects once the first processes are forked: only replacements inherit its connection.
+    """
+    with multiprocessing.get_context("fork").Pool(processes, maxtasksperchild=maxtasks) as pool:
+        parent = Parent()
+        result = pool.map_async(child_task, tags(n), chunksize=1)
+        while not result.ready():
+            parent.check()
+            result.wait(0.01)  # a poll: the parent works meanwhile
+        return result.get(timeout=30), parent
+
+
 def with_thread_holding(
     n: int, parent: Parent, close_first: bool, sequential: bool
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -183,25 +216,32 @@ def with_thread_holding(
 def main() -> None:
     """Run one scenario and print one JSON line of counts."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["os.fork", "executor", "mp.pool", "thread"])
+    parser.add_argument("scenario", choices=["os.fork", "executor", "mp.pool", "thread", "forkserver", "mp.maxtasks"])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--naive-close", action="store_true", help="children call connection.close() first")
     parser.add_argument(
         "--sequential", action="store_true", help="os.fork, thread: wait for each child before going on"
     )
+    parser.add_argument("--processes", type=int, default=4, help="forkserver, mp.maxtasks: pool processes")
+    parser.add_argument("--maxtasks", type=int, default=10, help="mp.maxtasks: tasks per pool process")
     args = parser.parse_args()
     django.setup()
 
-    parent = Parent()
     extra: dict[str, Any] = {}
-    if args.scenario == "os.fork":
-        results = with_os_fork(args.n, parent, args.naive_close, args.sequential)
-    elif args.scenario == "executor":
-        results = with_executor(args.n, parent, args.naive_close)
-    elif args.scenario == "mp.pool":
-        results = with_mp_pool(args.n, parent, args.naive_close)
+    if args.scenario == "mp.maxtasks":
+        results, parent = with_mp_maxtasks(args.n, args.processes, args.maxtasks)
     else:
-        results, extra = with_thread_holding(args.n, parent, args.naive_close, args.sequential)
+        parent = Parent()
+        if args.scenario == "os.fork":
+            results = with_os_fork(args.n, parent, args.naive_close, args.sequential)
+        elif args.scenario == "executor":
+            results = with_executor(args.n, parent, args.naive_close)
+        elif args.scenario == "mp.pool":
+            results = with_mp_pool(args.n, parent, args.naive_close)
+        elif args.scenario == "forkserver":
+            results = with_forkserver(args.n, parent, args.processes)
+        else:
+            results, extra = with_thread_holding(args.n, parent, args.naive_close, args.sequential)
 
     from django.db import connection
 
@@ -213,10 +253,11 @@ def main() -> None:
         "answers": len(results),
         "ok": sum(r["got"] == r["tag"] and r["backend"] != parent.before for r in answered),
         "wrong": sum(r["got"] != r["tag"] for r in answered),
-        "shared": sum(r["backend"] == parent.before for r in answered),
+        "shared": sum(r["backend"] in (parent.before, r.get("preload_backend")) for r in answered),
         "child_errors": len(results) - len(answered),
         "child_error": next((r["error"] for r in results if "error" in r), ""),
         "child_processes": len({r["pid"] for r in answered}),
+        "preload_backends": len({r["preload_backend"] for r in answered if "preload_backend" in r}),
         "child_backends": len({r["backend"] for r in answered}),
         **parent.report(),
         **extra,
