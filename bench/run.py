@@ -541,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
         if embedded is not None:
             embedded.stop()
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    # The Celery section belongs to bench/celery_tasks.py: keep it across a rewrite.
+    old = args.output.read_text() if args.output.exists() else ""
+    if (kept := old.find("<!-- bench/celery_tasks.py: start -->")) >= 0:
+        text = text.rstrip("\n") + "\n\n" + old[kept:]
     args.output.write_text(text)
     # The raw numbers, beside the report but not in docs/ unless asked: one file per run is enough.
     raw = {k: [asdict(r) | {"rps": r.load.rps} for r in v] for k, v in runs.items()}

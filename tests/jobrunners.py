@@ -100,7 +100,13 @@ def celery(
 
 
 def collect(
-    sock: Path, n: int, worker: WorkerProcess, *, timeout: float = 120, stop_after_bad: int | None = None
+    sock: Path,
+    n: int,
+    worker: WorkerProcess,
+    *,
+    timeout: float = 120,
+    stop_after_bad: int | None = None,
+    interval: float = 0.05,
 ) -> list[dict[str, Any]]:
     """The answers so far, once `n` arrived (or `stop_after_bad` failed/wrong ones: a control's proof)."""
     r = client(sock)
@@ -113,7 +119,7 @@ def collect(
             return True
         return len(rows) >= n or (worker.proc.poll() is not None)
 
-    poll(done, timeout=timeout, what=f"{n} answers")
+    poll(done, timeout=timeout, what=f"{n} answers", interval=interval)
     return rows
 
 
