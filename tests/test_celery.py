@@ -178,3 +178,34 @@ def test_hard_time_limit_leaves_no_query_running(
     else:
         assert not still, worker.log()[-3000:]
         assert "cancelled 1 running query" in worker.log(), worker.log()[-3000:]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", ["forkhooks.celery", "without"])
+def test_solo_pool_works_as_without_forkhooks(
+    case: str, dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
+) -> None:
+    """-P solo forks nothing: forkhooks.celery closes, discards and warms nothing; Celery keeps the pool as it does."""
+    from celery import Celery
+
+    env = {"FORKHOOKS_TEST_CELERY": "1"} if case == "forkhooks.celery" else {}
+    start = sessions(db)
+    worker = celery(dsn, broker, tmp_path, settings=WITHOUT, env=env, pool="solo")
+    app = Celery("sender", broker=f"redis+socket://{broker}", set_as_current=False)
+    sent = tags(50)
+    try:
+        for tag in sent:
+            app.send_task("echo", [tag])
+        rows = collect(broker, len(sent), worker)
+        code = worker.stop()
+    finally:
+        app.close()
+        worker.kill()
+    results = tally(sent, rows)
+    left = backends_left(db)
+    per_100 = round(100 * (sessions(db) - start) / len(sent), 1)
+    record("celery", f"solo-{case}", results, conns_per_100=per_100, backends_left=left)
+    assert code == 0, worker.log()[-3000:]
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert "forkhooks:" not in worker.log(), worker.log()[-3000:]
+    assert per_100 <= 4, per_100  # Celery closes pools only for prefork: one pool for the whole run either way

@@ -99,9 +99,11 @@ def patch_django_fixup() -> bool:
     current = getattr(DjangoWorkerFixup, "_close_database", None)
     if getattr(current, "_forkhooks", False):
         return True
-    if current is None or not hasattr(DjangoWorkerFixup, "_is_prefork"):
+    if not hasattr(DjangoWorkerFixup, "_is_prefork"):  # before celery PR #9953: the fixup never closes pools
+        return False
+    if current is None:
         log.warning(
-            "forkhooks: this Celery's Django fixup has no _close_database/_is_prefork; "
+            "forkhooks: this Celery's Django fixup has no _close_database; "
             "pool processes may close Django's pools after each task"
         )
         return False

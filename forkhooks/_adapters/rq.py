@@ -15,6 +15,9 @@ __all__ = ["ForkhooksWorkerMixin", "Worker"]
 
 log = logging.getLogger("forkhooks.rq")
 
+# SpawnWorker (rq >= 2.2) starts each horse as a new interpreter; an empty tuple matches no worker.
+_SPAWN: Any = getattr(rq.worker, "SpawnWorker", ())
+
 
 class ForkhooksWorkerMixin:
     """Put first in the bases of a custom worker class: ``class MyWorker(ForkhooksWorkerMixin, rq.Worker)``.
@@ -33,7 +36,7 @@ class ForkhooksWorkerMixin:
             forks.install()  # Django is loaded by now: watch() sees every wrapper; idempotent
         except Exception:
             logger.exception("forkhooks: installing the at-fork discard failed; continuing")
-        if not isinstance(self, rq.worker.SpawnWorker):  # a spawned horse inherits nothing
+        if not isinstance(self, _SPAWN):  # a spawned horse inherits nothing
             _core.close(log=logger, who="rq worker")
         return super().fork_work_horse(job, queue)  # type: ignore[misc]
 
