@@ -209,3 +209,25 @@ def test_solo_pool_works_as_without_forkhooks(
     assert (results.failed, results.wrong) == (0, 0), results.summary()
     assert "forkhooks:" not in worker.log(), worker.log()[-3000:]
     assert per_100 <= 4, per_100  # Celery closes pools only for prefork: one pool for the whole run either way
+
+
+@pytest.mark.e2e
+def test_bench_script_writes_its_section(dsn: str, redis_socket: Path, tmp_path: Path) -> None:
+    """`bench/celery_tasks.py` (smoke: 50 tasks, 1 round) runs end to end and replaces only its own section."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    out = tmp_path / "benchmarks.md"
+    old = "<!-- bench/celery_tasks.py: start -->\n## Celery: an older run\n<!-- bench/celery_tasks.py: end -->\n"
+    out.write_text(f"# Benchmarks\n\nthe rest of the file\n\n{old}")
+    argv = [sys.executable, str(ROOT / "bench" / "celery_tasks.py"), "--tasks", "50", "--rounds", "1"]
+    done = subprocess.run(
+        [*argv, "--dsn", dsn, "--output", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\nthe rest of the file\n"), text
+    assert "an older run" not in text and text.count("## Celery: tasks per second") == 1, text
+    assert "| forkhooks.celery |" in text and "| Celery's own handling |" in text, text
