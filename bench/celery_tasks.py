@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from tests.jobrunners import celery, client, collect, sessions, tally  # noqa: E402
-from tests.redis import RedisServer, find_redis_server  # noqa: E402
+from tests.redisserver import RedisServer, find_redis_server  # noqa: E402
 
 SETTINGS = "tests.project.settings_jobs_without"
 CONFIGS = [("Celery's own handling", {}), ("forkhooks.celery", {"FORKHOOKS_TEST_CELERY": "1"})]

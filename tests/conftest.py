@@ -45,7 +45,7 @@ def db(dsn: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture(scope="session")
 def redis_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A private Redis (Debian's redis-server) on a Unix socket for Celery and RQ tests, stopped with the session."""
-    from .redis import RedisServer, find_redis_server
+    from .redisserver import RedisServer, find_redis_server
 
     binary = find_redis_server()
     if binary is None:
