@@ -43,7 +43,17 @@ def test_tools_and_adapters_never_import_the_demo() -> None:
             assert not {m for m in forkhooks_imports(path) if m.startswith("forkhooks.demo")}, path
 
 
-@pytest.mark.parametrize("module", ["forkhooks", "forkhooks.gunicorn", "forkhooks.workers", "forkhooks._tools.cli"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "forkhooks",
+        "forkhooks.gunicorn",
+        "forkhooks.workers",
+        "forkhooks.celery",
+        "forkhooks.rq",
+        "forkhooks._tools.cli",
+    ],
+)
 def test_public_modules_import_alone_in_a_fresh_interpreter(module: str) -> None:
     """Each public module imports first in a new process: no import cycle hides behind another's import."""
     done = subprocess.run([PYTHON, "-c", f"import {module}"], capture_output=True, text=True, timeout=60, cwd=ROOT)
