@@ -9,7 +9,10 @@ blog post's ``connection.close()`` first, and one overruns its job timeout
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from .jobrunners import (
     client,
     collect,
     parent,
+    poll,
     running,
     sessions,
     tally,
@@ -152,3 +156,57 @@ def test_rq_cli_worker_class(dsn: str, db: psycopg.Connection, broker: Path, tmp
     assert (results.failed, results.wrong) == (0, 0), results.summary()
     assert slow_backend and not left_running, worker.log()[-3000:]
     assert left == 0
+
+
+# (how the worker is stopped mid-job, worker class)
+STOPS = [
+    ("ctrl-c-twice", "forkhooks.rq.Worker"),
+    ("ctrl-c-twice", "rq.worker.Worker"),
+    ("systemd", "forkhooks.rq.Worker"),
+    ("systemd", "rq.worker.Worker"),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("stop", "worker_class"), STOPS, ids=[f"{s}-{w}" for s, w in STOPS])
+def test_rq_stopped_mid_query(
+    stop: str, worker_class: str, dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
+) -> None:
+    """A worker stopped while its horse is in pg_sleep(30): with forkhooks.rq the query does not run on.
+
+    ctrl-c-twice: SIGINT to the worker's process group twice, as a terminal does (the horse has a group of its
+    own, so RQ's cold shutdown SIGKILLs it). systemd: SIGTERM to every process of the service (KillMode=
+    control-group), the horse included.
+    """
+    queue = rq.Queue("default", connection=client(broker))
+    queue.enqueue(jobs.slow, 30, job_timeout=120)
+    worker = rqworker(dsn, broker, tmp_path, WITHOUT, worker_class, burst=False)
+    slow_backend = 0
+    try:
+        poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=60, what="the slow job's query")
+        event = json.loads(client(broker).lindex(jobs.EVENTS, 0))
+        slow_backend, horse = event["slow_backend"], event["pid"]
+        if stop == "ctrl-c-twice":
+            os.killpg(worker.pid, signal.SIGINT)  # warm shutdown: RQ waits for the horse
+            time.sleep(1.1)  # RQ ignores a second signal within 1 s of the first (a pool's duplicate)
+            os.killpg(worker.pid, signal.SIGINT)  # cold shutdown: RQ SIGKILLs the horse
+        else:
+            os.killpg(worker.pid, signal.SIGTERM)
+            os.kill(horse, signal.SIGTERM)
+        code = worker.proc.wait(30)
+        deadline = time.monotonic() + 5  # far less than the query's 30 s
+        while slow_backend in running(db, "pg_sleep") and time.monotonic() < deadline:
+            time.sleep(0.05)  # a poll interval
+        still = slow_backend in running(db, "pg_sleep")
+    finally:
+        worker.kill()
+        if slow_backend:
+            db.execute("SELECT pg_terminate_backend(%s)", [slow_backend])
+    record("rq", f"stop-{stop}-{worker_class}", tally([], []), query_left_running=still)
+    assert code is not None, worker.log()[-3000:]
+    if worker_class == "rq.worker.Worker":
+        assert still, "without forkhooks the killed horse's query ended anyway"
+    else:
+        assert not still, worker.log()[-3000:]
+        done_by = "cancelled 1 running query" if stop == "ctrl-c-twice" else "forkhooks: rq horse"
+        assert done_by in worker.log(), worker.log()[-3000:]

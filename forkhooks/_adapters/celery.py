@@ -10,6 +10,7 @@ from celery import signals
 
 from .. import _core
 from .._tools import appname
+from . import cancel as _cancel
 from . import forks
 
 __all__ = ["cancel_queries_of", "keeps_pools", "patch_django_fixup", "patch_hard_time_limit"]
@@ -129,36 +130,8 @@ ROLE = "celery-worker"  # pool processes name their connections <prefix>:celery-
 
 
 def cancel_queries_of(pid: int) -> int:
-    """From the main process: cancel the queries pool process `pid` is running on each PostgreSQL alias; how many.
-
-    Found by the application_name each pool process gives its connections
-    (FORKHOOKS_APPLICATION_NAME, on by default), over a short connection of
-    its own, opened and closed here: the main process keeps nothing open.
-    """
-    from .._core import djangodb
-
-    suffix = f":{ROLE}:{pid}"
-    cancelled = 0
-    handler = djangodb.handler()
-    if handler is None:
-        return 0
-    for alias, db in djangodb.database_settings().items():
-        if "postgresql" not in str(db.get("ENGINE", "")):
-            continue
-        wrapper = handler[alias]
-        conn = wrapper.Database.connect(**wrapper.get_connection_params())
-        try:
-            conn.autocommit = True
-            cur = conn.cursor()
-            cur.execute(
-                "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
-                " WHERE state = 'active' AND right(application_name, %s) = %s AND pid <> pg_backend_pid()",
-                [len(suffix), suffix],
-            )
-            cancelled += int(cur.fetchone()[0])
-        finally:
-            conn.close()
-    return cancelled
+    """From the main process: cancel the queries pool process `pid` is running; how many."""
+    return _cancel.cancel_queries_of(pid, ROLE)
 
 
 def patch_hard_time_limit() -> bool:

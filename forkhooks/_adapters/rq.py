@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+from types import FrameType
 from typing import Any
 
 import rq
 
 from .. import _core
 from .._core import djangodb
+from .._tools import appname
 from . import forks
+from .cancel import cancel_queries_of
 
 __all__ = ["ForkhooksWorkerMixin", "Worker"]
 
 log = logging.getLogger("forkhooks.rq")
+
+ROLE = "rq-horse"  # a horse names its connections <prefix>:rq-horse:<pid>
 
 # SpawnWorker (rq >= 2.2) starts each horse as a new interpreter; an empty tuple matches no worker.
 _SPAWN: Any = getattr(rq.worker, "SpawnWorker", ())
@@ -26,7 +33,10 @@ class ForkhooksWorkerMixin:
     horse; the horse discards what it inherited at fork (it opens its own on
     first use and warms nothing: it runs one job), and closes them, cancelling
     a query the job left running (a job timeout), before RQ ends it with
-    os._exit.
+    os._exit. When the worker kills a horse (cold shutdown, a stop-job
+    command, a horse stuck past its timeout) it cancels the horse's queries
+    first; a horse sent SIGTERM (systemd stopping every process of the
+    service) cancels and closes before it dies of the signal.
     """
 
     def fork_work_horse(self, job: Any, queue: Any) -> Any:
@@ -40,20 +50,47 @@ class ForkhooksWorkerMixin:
             _core.close(log=logger, who="rq worker")
         return super().fork_work_horse(job, queue)  # type: ignore[misc]
 
+    def setup_work_horse_signals(self) -> None:
+        """RQ's horse signals, then SIGTERM closes (cancelling the running query) before the horse dies of it."""
+        super().setup_work_horse_signals()  # type: ignore[misc]
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a subclass that ignores SIGTERM keeps its choice
+            signal.signal(signal.SIGTERM, _close_then_die)
+
     def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> Any:
         """Run the job; in a work horse, then close its connections and pools, cancelling a running query."""
         # Only a horse: a SimpleWorker runs jobs in the worker itself and keeps its connections.
         horse = getattr(self, "_is_horse", False)
         if horse:
             try:
+                appname.label(ROLE)  # how the worker finds this horse's queries to cancel them
                 pools_open_on_demand()
             except Exception:
-                getattr(self, "log", log).exception("forkhooks: adjusting the horse's pools failed; continuing")
+                getattr(self, "log", log).exception("forkhooks: preparing the horse's connections failed; continuing")
         try:
             return super().perform_job(job, queue, *args, **kwargs)  # type: ignore[misc]
         finally:
             if horse:
                 _core.close(log=getattr(self, "log", log), who="rq horse")
+
+    def kill_horse(self, *args: Any, **kwargs: Any) -> Any:
+        """Cancel the horse's running queries, then let RQ kill it (SIGKILL: the horse cannot do it itself)."""
+        pid = getattr(self, "horse_pid", 0)
+        if pid:
+            try:
+                n = cancel_queries_of(int(pid), ROLE)
+                getattr(self, "log", log).info("forkhooks: cancelled %d running query(ies) of horse %s", n, pid)
+            except Exception:
+                getattr(self, "log", log).exception("forkhooks: cancelling horse %s's queries failed; continuing", pid)
+        return super().kill_horse(*args, **kwargs)  # type: ignore[misc]
+
+
+def _close_then_die(signum: int, frame: FrameType | None) -> None:
+    # The horse's SIGTERM stays fatal, as RQ makes it; first the running query is cancelled.
+    try:
+        _core.close(log=logging.getLogger("rq.worker"), who="rq horse")  # the logger RQ gives its horses
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def pools_open_on_demand() -> None:
