@@ -10,7 +10,7 @@ pg_stat_activity over one short connection of its own, closed at once.
 
 from __future__ import annotations
 
-from .._core import djangodb
+from .._core import djangodb, settings
 
 __all__ = ["cancel_queries_of"]
 
@@ -31,7 +31,10 @@ def cancel_queries_of(pid: int, role: str) -> int:
             continue
         servers.add(server)
         wrapper = handler[alias]
-        conn = wrapper.Database.connect(**wrapper.get_connection_params())
+        params = wrapper.get_connection_params()
+        # The supervisor's own loop waits for this: a server that does not answer must not hang it.
+        params.setdefault("connect_timeout", max(1, int(settings.close_timeout())))
+        conn = wrapper.Database.connect(**params)
         try:
             conn.autocommit = True
             cur = conn.cursor()
