@@ -231,3 +231,16 @@ def test_bench_script_writes_its_section(dsn: str, redis_socket: Path, tmp_path:
     assert text.startswith("# Benchmarks\n\nthe rest of the file\n"), text
     assert "an older run" not in text and text.count("## Celery: tasks per second") == 1, text
     assert "| forkhooks.celery |" in text and "| Celery's own handling |" in text, text
+
+
+@pytest.mark.parametrize(("module", "needs"), [("forkhooks.celery", "celery"), ("forkhooks.rq", "rq")])
+def test_without_the_runner_installed_the_import_says_what_to_install(module: str, needs: str) -> None:
+    """Importing forkhooks.celery without Celery (forkhooks.rq without RQ) fails with a one-line fix."""
+    import subprocess
+
+    from .conftest import PYTHON, ROOT
+
+    code = f"import sys; sys.modules[{needs!r}] = None; import {module}"
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode != 0
+    assert f"pip install 'forkhooks[{needs}]'" in done.stderr.strip().splitlines()[-1], done.stderr

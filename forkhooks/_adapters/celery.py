@@ -6,7 +6,13 @@ import logging
 import os
 from typing import Any
 
-from celery import signals
+try:
+    from celery import signals
+except ImportError:
+    raise ImportError(
+        "forkhooks.celery needs Celery in this environment (pip install 'forkhooks[celery]'): "
+        "import it from the module that creates your Celery app"
+    ) from None
 
 from .. import _core
 from .._tools import appname

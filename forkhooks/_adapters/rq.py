@@ -8,7 +8,10 @@ import signal
 from types import FrameType
 from typing import Any
 
-import rq
+try:
+    import rq
+except ImportError:
+    raise ImportError("forkhooks.rq needs RQ in this environment (pip install 'forkhooks[rq]')") from None
 
 from .. import _core
 from .._core import djangodb
