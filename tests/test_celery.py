@@ -244,3 +244,57 @@ def test_without_the_runner_installed_the_import_says_what_to_install(module: st
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode != 0
     assert f"pip install 'forkhooks[{needs}]'" in done.stderr.strip().splitlines()[-1], done.stderr
+
+
+# (case, settings, env): psycopg2, whose pool process cannot act on SIGTERM before its query returns.
+COLD = [
+    ("forkhooks.celery-psycopg2", PSYCOPG2, {"FORKHOOKS_TEST_CELERY": "1"}),
+    ("control-psycopg2", PSYCOPG2, {}),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("case", "settings", "env"), COLD, ids=[c[0] for c in COLD])
+def test_hard_shutdown_cancels_running_queries(
+    case: str, settings: str, env: dict[str, str], dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C until Celery terminates the pool (SIGINT to the worker's group: warm, cold, a wait, then hard)
+    while a task is in pg_sleep(30): the query is cancelled, not left running on the server."""
+    import os
+    import signal
+
+    from celery import Celery
+
+    worker = celery(dsn, broker, tmp_path, settings=settings, env=env)
+    app = Celery("sender", broker=f"redis+socket://{broker}", set_as_current=False)
+    r = client(broker)
+    slow_backend = 0
+    try:
+        app.send_task("sleep", [30])
+        poll(lambda: r.llen(jobs.EVENTS) > 0, timeout=30, what="the task's query started")
+        slow_backend = json.loads(r.lindex(jobs.EVENTS, 0))["slow_backend"]
+        os.killpg(worker.pid, signal.SIGINT)  # warm shutdown: tasks may finish
+        poll(lambda: "cold shutdown" in worker.log(), timeout=10, what="the warm shutdown")
+        os.killpg(worker.pid, signal.SIGINT)  # cold shutdown: acknowledged tasks may still finish
+        poll(lambda: "Hitting Ctrl+C again will terminate" in worker.log(), timeout=10, what="the cold shutdown")
+        os.killpg(worker.pid, signal.SIGINT)  # still waiting for the task ("gracefully for cold shutdown")
+        poll(lambda: "Waiting gracefully" in worker.log(), timeout=10, what="the wait for the cold shutdown")
+        os.killpg(worker.pid, signal.SIGINT)  # hard shutdown: the pool is terminated, running tasks too
+        deadline = time.monotonic() + 5  # far less than the query's 30 s
+        while slow_backend in running(db, "pg_sleep") and time.monotonic() < deadline:
+            time.sleep(0.05)  # a poll interval
+        still = slow_backend in running(db, "pg_sleep")
+        exited = None
+        if not still:
+            exited = worker.proc.wait(30)  # the pool process, freed from its query, ends: the worker exits
+    finally:
+        app.close()
+        worker.kill()
+        if slow_backend:
+            db.execute("SELECT pg_terminate_backend(%s)", [slow_backend])
+    record("celery", f"hard-shutdown-{case}", tally([], []), query_left_running=still)
+    if case.startswith("control"):
+        assert still, "without forkhooks.celery the hard shutdown stopped the query anyway"
+    else:
+        assert not still, worker.log()[-3000:]
+        assert exited is not None

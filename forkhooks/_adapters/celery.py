@@ -19,7 +19,7 @@ from .._tools import appname
 from . import cancel as _cancel
 from . import forks
 
-__all__ = ["cancel_queries_of", "keeps_pools", "patch_django_fixup", "patch_hard_time_limit"]
+__all__ = ["cancel_queries_of", "keeps_pools", "patch_django_fixup", "patch_hard_time_limit", "patch_pool_terminate"]
 
 log = logging.getLogger("forkhooks.celery")
 
@@ -173,6 +173,40 @@ def patch_hard_time_limit() -> bool:
     return True
 
 
+def patch_pool_terminate() -> bool:
+    """Cancel, from the main process, the queries of every pool process a cold shutdown terminates.
+
+    A cold shutdown (Ctrl-C twice, SIGQUIT) terminates the prefork pool with
+    tasks still running. A pool process blocked in a query cannot act on the
+    SIGTERM that ends it (psycopg2 never before the query returns): the
+    worker waited for the query, and a process killed meanwhile left it
+    running on the server. A warm shutdown lets tasks finish and never gets
+    here.
+    """
+    try:
+        from celery.concurrency.prefork import TaskPool
+    except Exception:
+        return False
+    current = getattr(TaskPool, "on_terminate", None)
+    if current is None or getattr(current, "_forkhooks", False):
+        return current is not None
+    original = current
+
+    def on_terminate(self: Any) -> Any:
+        if _parent is not None and os.getpid() == _parent:
+            try:
+                pids = [p.pid for p in list(getattr(self._pool, "_pool", None) or []) if p.pid]
+                n = sum(cancel_queries_of(pid) for pid in pids)
+                log.info("forkhooks: terminating the pool: cancelled %d running query(ies)", n)
+            except Exception:
+                log.exception("forkhooks: cancelling the pool processes' queries failed; continuing")
+        return original(self)
+
+    on_terminate._forkhooks = True  # type: ignore[attr-defined]
+    TaskPool.on_terminate = on_terminate  # type: ignore[method-assign]
+    return True
+
+
 def _connect() -> None:
     global _connected
     if _connected:
@@ -189,6 +223,7 @@ def _connect() -> None:
     )
     patch_django_fixup()
     patch_hard_time_limit()
+    patch_pool_terminate()
 
 
 _connect()

@@ -41,6 +41,12 @@ def slow(seconds: float) -> None:
     jobs.slow(seconds)
 
 
+@app.task(name="sleep")
+def sleep(seconds: float) -> None:
+    """A long query and no time limit: only a shutdown stops it."""
+    jobs.slow(seconds)
+
+
 @signals.worker_init.connect
 def _hold(**kwargs: object) -> None:
     # Connected after Celery's Django fixup (created with the app above): it runs after the fixup closed
