@@ -95,7 +95,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 # --- Supported versions: one JSON line per run in support.jsonl, read by scripts/support-table. ---
-SUPPORT_DISTS = ("django", "gunicorn", "psycopg", "psycopg-pool", "psycopg2", "uvicorn-worker", "pyuwsgi")
+SUPPORT_DISTS = (
+    "django",
+    "gunicorn",
+    "psycopg",
+    "psycopg-pool",
+    "psycopg2",
+    "uvicorn-worker",
+    "pyuwsgi",
+    "gevent",
+    "celery",
+    "rq",
+    "wagtail",
+)
 _SUPPORT: dict[str, Any] = {"started": time.time(), "postgresql": None}
 
 
