@@ -219,7 +219,8 @@ def refuse_invalid_pools(report: Report, log: Log) -> None:
 def _close_pool(pool: Any, timeout: float) -> None:
     close = pool.close
     if "timeout" in inspect.signature(close).parameters:  # psycopg_pool: bounded join
-        close(timeout=timeout)
+        with _tracked.not_joining_current_thread(pool):
+            close(timeout=timeout)
     else:
         close()
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -61,6 +61,23 @@ def _reset_psycopg_pool(pool: Any, inert: Inerter) -> bool:
     return reopen
 
 
+@contextmanager
+def not_joining_current_thread(pool: Any) -> Iterator[None]:
+    """Leave the calling thread out of the threads a psycopg_pool's close() joins.
+
+    A process-wide signal can land on one of the pool's own threads and run the
+    server's exit hook there; close() would then raise "cannot join current thread"
+    and leave the pool half closed.
+    """
+    me = threading.current_thread()
+    workers = getattr(pool, "_workers", None)
+    if isinstance(workers, list) and me in workers:
+        workers.remove(me)  # it gets no stop task: it is busy closing, and the process is exiting
+    if getattr(pool, "_sched_runner", None) is me:
+        pool._sched_runner = threading.Thread()  # never started: close() finds nothing alive to join
+    yield
+
+
 def _discard_psycopg_pool(pool: Any, inert: Inerter) -> None:
     reopen = _reset_psycopg_pool(pool, inert)
     # The parent's lock may have been held by one of its worker threads at fork.
@@ -79,7 +96,8 @@ def _discard_async_psycopg_pool(pool: Any, inert: Inerter) -> None:
 def _close_psycopg_pool(pool: Any, timeout: float) -> bool:
     if pool._closed:
         return False
-    pool.close(timeout=timeout)
+    with not_joining_current_thread(pool):
+        pool.close(timeout=timeout)
     _closed_by_us.add(pool)
     return True
 
