@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import builtins
+import dis
+import signal
 import sys
-import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 try:
@@ -19,7 +21,7 @@ except ImportError:
 
 from .. import _core
 from .._core import djangodb as _django
-from .lifecycle import child_started
+from .lifecycle import child_started, master_ready
 
 __all__ = ["post_fork", "at_exit"]
 
@@ -60,24 +62,12 @@ def threads_enabled() -> bool:
 
 def post_fork() -> None:
     """In a process uWSGI just forked: discard inherited connections and pools, then warm a worker's pools."""
+    _stop_watching_imports()  # a child pays nothing per import
     worker = uwsgi.worker_id() > 0  # mules and spoolers are forked too, but serve no requests
-    # A fork from C leaves the master's other threads listed here (no
-    # PyOS_AfterFork_Child). One of them holding the GIL at that moment
-    # leaves the child waiting for it forever; uWSGI only prevents that with
-    # py-call-uwsgi-fork-hooks.
-    stale = threading.active_count() - 1
-    if stale > 0 and not _opt("py-call-uwsgi-fork-hooks"):
-        log.warning(
-            "forkhooks: uWSGI forked this process while %d other Python thread(s) ran in the master "
-            "(psycopg_pool's, opened while the app loaded); uWSGI then forks without taking the GIL and "
-            "a worker can hang at start. Set `py-call-uwsgi-fork-hooks = true`: the master then also "
-            "closes its connections before each fork.",
-            stale,
-        )
     child_started(log=log, who="worker" if worker else "child")
     _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
-    if worker and threads_enabled():  # without threads, opening a pool waits forever
-        _core.warm(log=log, who="worker")
+    if worker:
+        _start_pools()
 
 
 post_fork._forkhooks = True  # type: ignore[attr-defined]  # recognised even from a second copy of this module
@@ -98,7 +88,8 @@ def at_exit() -> None:
             _previous_atexit()
         except Exception:
             log.exception("forkhooks: the previous uwsgi.atexit hook failed; closing anyway")
-    _core.close(log=log, who="worker" if uwsgi.worker_id() > 0 else "child")
+    with stop_signals_blocked():  # a second stop signal must not re-enter exit() halfway through closing
+        _core.close(log=log, who="worker" if uwsgi.worker_id() > 0 else "child")
 
 
 def _hook_atexit() -> None:
@@ -151,9 +142,152 @@ def _chain_by_hand(previous: Callable[[], Any] | None) -> None:
     uwsgi.post_fork_hook = chained
 
 
-def _close_in_master() -> None:
-    if os.getpid() == uwsgi.masterpid():
-        _core.close(log=log, who="master")
+# The signals uWSGI stops or reloads a worker with; its handlers call exit(),
+# which runs uwsgi.atexit in whichever thread the kernel picked.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2}
+
+
+@contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Block uWSGI's stop signals in this thread; threads started meanwhile keep them blocked for good.
+
+    A signal sent to the process (or its whole group, as systemd and Ctrl-C do)
+    may otherwise land on a psycopg_pool thread, which then runs exit() and
+    uwsgi.atexit, and closes the pool from inside the pool.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _start_pools() -> None:
+    """In a worker: start the pools' threads with stop signals blocked, and warm them."""
+    if not threads_enabled():  # without threads, opening a pool waits forever
+        return
+    with stop_signals_blocked():
+        if _core.settings.warm_enabled():
+            _core.warm(log=log, who="worker")
+            return
+        for alias in _django.pooled_aliases():  # open without waiting: the threads start here, not in a request
+            try:
+                pool = _django.pool_of(alias)
+                if pool is not None:
+                    pool.open(wait=False)
+            except Exception:
+                log.exception("forkhooks: opening pool %r failed; the worker serves and retries on use", alias)
+
+
+# --- The master: close after the app loaded, before the first fork. ---
+#
+# uWSGI loads the app in the master, then forks everything (workers, spooler,
+# mules, cheaper and reload respawns) from C, without the GIL: a psycopg_pool
+# thread of the master holding the GIL at that moment leaves the child waiting
+# for it forever. uWSGI has no Python callback between loading the app and
+# forking, but it imports `uwsgi` from C (PyImport_ImportModule, which calls
+# builtins.__import__) right after its loaders ran. Watching that import gives
+# the master its point to close.
+
+_real_import = builtins.__import__
+_watching = False
+_app_modules: list[str] = []
+_mount_modules: list[str] = []
+_file_mounts: list[str] = []
+
+
+def _values(name: str) -> list[str]:
+    value = uwsgi.opt.get(name)
+    if value is None or value is True:
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values if v is not True]
+
+
+def _is_file(target: str) -> bool:
+    return target.endswith((".py", ".wsgi"))
+
+
+def _read_app_config() -> None:
+    """The modules uWSGI will import as apps (module=, wsgi=, mount=), from its options."""
+    _app_modules[:] = [m.partition(":")[0] for name in ("module", "wsgi") for m in _values(name) if not _is_file(m)]
+    for mount in _values("mount"):
+        target = mount.partition("=")[2]
+        if _is_file(target):
+            _file_mounts.append(target)
+        elif ":" in target:
+            _mount_modules.append(target.partition(":")[0])
+
+
+def _from_c() -> bool:
+    """Whether the running __import__ was called by uWSGI's C code, not by an import statement."""
+    try:
+        caller = sys._getframe(2)  # past ours and _watch_import's
+    except ValueError:  # the uwsgi binary: no Python frame at all
+        return True
+    # pyuwsgi: the frame that called pyuwsgi.run() sits at a call, not at an import.
+    code = caller.f_code.co_code
+    return not (0 <= caller.f_lasti < len(code) and dis.opname[code[caller.f_lasti]] == "IMPORT_NAME")
+
+
+def _watch_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+    module = _real_import(name, globals, locals, fromlist, level)
+    if name == "uwsgi" and _watching and _from_c():
+        _maybe_app_loaded()
+    return module
+
+
+def _maybe_app_loaded() -> None:
+    # uWSGI imports `uwsgi` from C before each module it loads, and once after
+    # all its loaders: the app is loaded when every module it names is imported.
+    if any(m not in sys.modules for m in _app_modules):
+        return
+    try:
+        for module in _mount_modules:  # mounts load after the last C import: load them now (uWSGI then reuses them)
+            __import__(module)
+    except Exception:
+        log.exception("forkhooks: importing a mounted app failed; uWSGI will report it too")
+        return
+    _stop_watching_imports()
+    try:
+        app_loaded()
+    except SystemExit:
+        raise  # a pool setting that cannot work: uWSGI must not start
+    except Exception:
+        log.exception("forkhooks: closing after the app loaded failed; continuing")
+
+
+def _stop_watching_imports() -> None:
+    global _watching
+    _watching = False
+    if builtins.__import__ is _watch_import:  # another wrapper on top of ours keeps ours, now a pass-through
+        builtins.__import__ = _real_import
+
+
+def _watch_imports() -> None:
+    global _watching, _real_import
+    if _watching:
+        return
+    _real_import = builtins.__import__
+    _watching = True
+    builtins.__import__ = _watch_import
+
+
+def app_loaded() -> None:
+    """uWSGI has loaded the app: the master closes what it opened; a lazy-apps worker hooks atexit and warms."""
+    if uwsgi.worker_id() > 0:  # lazy-apps: this worker loaded the app itself
+        _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
+        _start_pools()
+        return
+    if _file_mounts:
+        log.warning(
+            "forkhooks: the master cannot close what the mounted file(s) %s open while loading (uWSGI runs "
+            "them after its last Python call before forking); mount them as module:callable instead",
+            ", ".join(_file_mounts),
+        )
+    workers = int(getattr(uwsgi, "numproc", 0) or (_values("processes") or ["1"])[0])
+    threads = int((_values("threads") or ["1"])[0])
+    master_ready(log=log, workers=workers, threads=threads)
 
 
 def _setup() -> None:
@@ -166,13 +300,8 @@ def _setup() -> None:
         )
     _hook_post_fork()
     _hook_atexit()
-    if _opt("py-call-uwsgi-fork-hooks"):
-        # Only with this option does uWSGI run at-fork callbacks in the master before forking.
-        os.register_at_fork(before=_close_in_master)
-    if uwsgi.worker_id() > 0 and threads_enabled() and _django.pooled_aliases():
-        # Imported in a worker after its app loaded (lazy-apps, from wsgi.py):
-        # nothing was inherited, and no post-fork hook will run here.
-        _core.warm(log=log, who="worker")
+    _read_app_config()
+    _watch_imports()
 
 
 _setup()
