@@ -1,148 +1,405 @@
-"""Real uWSGI (the pyuwsgi wheel), master + 4 workers, the example app, 1000 concurrent requests."""
+"""Real uWSGI (the pyuwsgi wheel), master + 4 workers, the example app: no worker hangs at fork, every stop closes."""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from forkhooks.demo import loadgen
+from forkhooks.demo.process import children
 from forkhooks.demo.procnet import server_sockets
 
 from .conftest import EXAMPLES, PYTHON, app_backends
 from .record import record
 from .servers import Server, poll, start
 
-REQUESTS = 1000
+REQUESTS = 100  # enough for every worker to serve; the point is hangs and closes, not load
+WORKERS = 4
+STARTS = 20
 UWSGI = [PYTHON, "-c", "import sys, pyuwsgi; sys.argv[0] = 'uwsgi'; sys.exit(pyuwsgi.run())"]
 IMPORT = "import = forkhooks.uwsgi"
-FORK_HOOKS = "py-call-uwsgi-fork-hooks = true"
 # A uWSGI before 2.0.27 (threads can still be off), e.g. `pip install --target DIR pyuwsgi==2.0.26`.
 OLD_PYUWSGI = os.environ.get("FORKHOOKS_OLD_PYUWSGI", "")
 
 
-def ini(tmp_path: Path, name: str, *, drop: tuple[str, ...] = (), first: str = "", last: str = "") -> Path:
+def ini(
+    tmp_path: Path, name: str = "uwsgi.ini", *, drop: tuple[str, ...] = (), first: str = "", last: str = ""
+) -> Path:
     """A copy of examples/`name` on the test's Unix socket, without the `drop` lines, plus extra lines."""
     lines = [line for line in (EXAMPLES / name).read_text().splitlines() if line.strip() not in drop]
     text = "\n".join(lines).replace("http-socket = 127.0.0.1:8000", f"http-socket = {tmp_path / 'app.sock'}")
     # Lines go right after [uwsgi] (before forkhooks' import) or at the end.
-    text = text.replace("[uwsgi]\n", f"[uwsgi]\n{first}\n", 1) + f"\n{last}\n"
+    text = text.replace("[uwsgi]\n", f"[uwsgi]\n{first}\n", 1)
     path = tmp_path / "uwsgi.ini"
-    path.write_text(text)
+    path.write_text(f"{text}\n{last}\n")
     return path
 
 
 def serve(dsn: str, tmp_path: Path, config: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    """Start uWSGI from examples/ and wait until it answers /health."""
-    # A worker that hangs must not keep a test waiting for uWSGI's default 60 s of mercy; the
-    # master fifo is how uWSGI 2.0 is stopped gracefully (see stop()).
+    """Start uWSGI and wait until it answers /health (request lines off: they say nothing here)."""
+    # A worker that hangs must not keep a test waiting for uWSGI's default 60 s of mercy.
     fifo = tmp_path / "master.fifo"
-    argv = [*UWSGI, "--ini", str(config), "--worker-reload-mercy", "10", "--master-fifo", str(fifo), *args]
-    return start(argv, dsn, tmp_path, env=env)
+    argv = [
+        *UWSGI,
+        "--ini",
+        str(config),
+        "--worker-reload-mercy",
+        "10",
+        "--master-fifo",
+        str(fifo),
+        "--disable-logging",
+    ]
+    return start([*argv, *args], dsn, tmp_path, env=env)
 
 
-def stop(server: Server, db: psycopg.Connection) -> int:
-    """Graceful shutdown, `q` on the master fifo: each worker finishes and runs uwsgi.atexit.
+def fifo(server: Server, command: bytes) -> None:
+    """A command to uWSGI's master fifo (q: graceful stop, c: chain reload, r: graceful reload)."""
+    (server.sock.parent / "master.fifo").write_bytes(command)
 
-    SIGINT and SIGQUIT are uWSGI 2.0's brutal shutdown (a worker may die before its atexit
-    runs: seen 1 run in 3 under load), and SIGTERM would reload.
-    """
-    if server.proc.poll() is None:
-        (server.sock.parent / "master.fifo").write_bytes(b"q")
-    code = server.stop(0, timeout=30)  # signal 0: just wait for the master to exit
+
+def wait_exit(server: Server, db: psycopg.Connection, timeout: float = 30) -> int:
+    """Wait for the master to exit (bounded), then for every app backend to go; the master's exit code."""
+    try:
+        code = server.proc.wait(timeout)
+    finally:
+        server.kill()
     poll(lambda: app_backends(db) == 0, timeout=10, what="all app backends gone after shutdown")
     return code
 
 
-def lines(log: str, pattern: str) -> list[str]:
-    return [line for line in log.splitlines() if re.search(pattern, line)]
+def pids(log: str, pattern: str) -> set[int]:
+    """Pids of forkhooks' lines matching `pattern` (e.g. 'worker (\\d+) closed')."""
+    return {int(m.group(1)) for m in re.finditer(pattern, log)}
 
 
-# (id, example ini, lines dropped from it, extra uWSGI arguments)
-ENABLED = [
-    ("example-ini", "uwsgi.ini", (), []),
-    ("default", "uwsgi.ini", (FORK_HOOKS,), []),
-    ("lazy-apps", "uwsgi-lazy-apps.ini", (), []),
-    ("osafterfork", "uwsgi.ini", (FORK_HOOKS,), ["--py-call-osafterfork"]),
+def opened(log: str) -> set[int]:
+    return pids(log, r"forkhooks: worker (\d+) opened")
+
+
+def closed(log: str) -> set[int]:
+    return pids(log, r"forkhooks: worker (\d+) closed")
+
+
+def hung(server: Server, served: set[int]) -> list[int]:
+    """Children that never served and wait on a futex: stuck on the GIL a thread of the master held at fork."""
+    stuck = []
+    for pid in children(server.pid):
+        try:
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
+        except OSError:
+            continue
+        if pid not in served and "futex" in wchan:
+            stuck.append(pid)
+    return stuck
+
+
+def clean(log: str) -> None:
+    """No traceback and no failed forkhooks step in the server's log."""
+    assert "Traceback" not in log, log[-4000:]
+    assert "cannot join current thread" not in log, log[-4000:]
+    assert "step(s) failed" not in log, log[-4000:]
+
+
+def all_workers_up(server: Server, n: int = WORKERS) -> None:
+    """Every worker has warmed its pool (so it got past the fork and the GIL)."""
+    poll(lambda: len(opened(server.log())) >= n, timeout=15, what=f"{n} workers warmed")
+
+
+@pytest.mark.e2e
+def test_default_prefork_never_hangs(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """20 starts with just `import = forkhooks.uwsgi`: 0 hung workers, 0 failed or wrong, the master holds nothing."""
+    hung_total = failed = wrong = 0
+    for i in range(STARTS):
+        run = tmp_path / str(i)
+        run.mkdir()
+        server = serve(dsn, run, ini(run))
+        try:
+            master = server_sockets(server.pid)
+            results = loadgen.run(server.target, REQUESTS, concurrency=16, timeout=10)
+            stuck = hung(server, results.pids)
+            during = app_backends(db)
+            fifo(server, b"q")
+            code = wait_exit(server, db)
+        finally:
+            server.kill()
+        log = server.log()
+        hung_total += len(stuck)
+        failed += results.failed
+        wrong += results.wrong
+        assert stuck == [], f"start {i}: {len(stuck)} worker(s) hung at fork\n{log[-3000:]}"
+        assert master == 0, f"start {i}: the master kept {master} connection(s)"
+        assert len(pids(log, r"forkhooks: master (\d+) closed 1 connection and 1 pool")) == 1, log[-3000:]
+        assert len(results.pids) == WORKERS and during >= WORKERS * 2, (results.summary(), during)
+        assert opened(log) == closed(log) and len(closed(log)) == WORKERS, log[-3000:]
+        assert code == 0, log[-3000:]
+        clean(log)
+    record("uwsgi", f"default x{STARTS}", results, hung_workers=hung_total, failed_all=failed, wrong_all=wrong)
+    assert (failed, wrong) == (0, 0)
+
+
+@pytest.mark.e2e
+def test_control_without_forkhooks_hangs(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """Without forkhooks the same config leaves workers hung at fork: stop at the first start that shows it."""
+    for i in range(STARTS):
+        run = tmp_path / str(i)
+        run.mkdir()
+        try:
+            server = serve(dsn, run, ini(run, drop=(IMPORT,)))
+        except RuntimeError:  # every worker hung: nothing ever answered
+            record("uwsgi-control", "default", loadgen.Results(), hung_workers=WORKERS, starts=i + 1)
+            return
+        try:
+            master = server_sockets(server.pid)
+            results = loadgen.run(server.target, REQUESTS, concurrency=16, timeout=5)
+            stuck = hung(server, results.pids)
+        finally:
+            server.kill()
+        if stuck:
+            record("uwsgi-control", "default", results, hung_workers=len(stuck), starts=i + 1, master_sockets=master)
+            assert master > 0, "without forkhooks the master keeps its start-up connection and pool"
+            return
+    pytest.fail(f"no worker hung in {STARTS} starts without forkhooks: the control shows nothing")
+
+
+# (id, how the whole process group or the master is told to stop)
+STOPS = [
+    ("group-SIGTERM", lambda s: os.killpg(s.pid, signal.SIGTERM)),  # systemd's KillMode=control-group; die-on-term
+    ("group-SIGINT", lambda s: os.killpg(s.pid, signal.SIGINT)),  # Ctrl-C in a terminal
+    ("master-SIGINT", lambda s: os.kill(s.pid, signal.SIGINT)),
+    ("fifo-q", lambda s: fifo(s, b"q")),
 ]
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("name", "example", "drop", "args"), ENABLED, ids=[c[0] for c in ENABLED])
-def test_every_request_gets_its_own_rows(
-    name: str, example: str, drop: tuple[str, ...], args: list[str], dsn: str, db: psycopg.Connection, tmp_path: Path
-) -> None:
-    """With forkhooks: 0 failed, 0 wrong rows, all 4 workers serve, each closes its pool on exit."""
-    last = ""
-    if name == "osafterfork":
-        # forkhooks.install()'s at-fork callback also runs here: the discard must be idempotent.
-        (tmp_path / "install_too.py").write_text("import forkhooks\n\nforkhooks.install()\n")
-        last = f"import = {tmp_path / 'install_too.py'}"
-    pure_default = FORK_HOOKS in drop
+@pytest.mark.parametrize(("name", "stop"), STOPS, ids=[s[0] for s in STOPS])
+def test_every_worker_closes_on_stop(name: str, stop, dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Each way of stopping: every worker closes its pool, logs it, and no backend outlives uWSGI."""
+    server = serve(dsn, tmp_path, ini(tmp_path))
     try:
-        server = serve(dsn, tmp_path, ini(tmp_path, example, drop=drop, last=last), *args)
-    except RuntimeError:
-        if pure_default:  # every worker hung at fork: uWSGI's hazard, not a wrong answer
-            pytest.xfail("uWSGI never answered: its workers hung at fork without py-call-uwsgi-fork-hooks")
-        raise
-    try:
-        results = loadgen.run(server.target, REQUESTS, concurrency=64)
-        master = server_sockets(server.pid)
-        hung = 4 - len(lines(server.log(), r"forkhooks: worker \d+ opened"))
-        if pure_default and hung:
-            # A worker that hung at fork never exits gracefully either: don't wait for it.
-            server.kill()
+        all_workers_up(server)
+        results = loadgen.run(server.target, REQUESTS, concurrency=16)
+        during = app_backends(db)
+        stop(server)
+        code = wait_exit(server, db)
     finally:
-        code = stop(server, db)
+        server.kill()
     log = server.log()
-    record("uwsgi", name, results, master_sockets=master)
-    assert results.requests == REQUESTS
-    assert results.wrong == 0, results.summary()  # never another request's rows, whatever else happens
-    if pure_default:
-        # uWSGI forks from C without the GIL while the master's pool threads run: forkhooks says so
-        # (with --py-call-osafterfork the stale threads are already forgotten when it looks).
-        warned = len(lines(log, "WARNING forkhooks: uWSGI forked this process while"))
-        if name == "default":  # at least one worker says so (the others may have been forked between)
-            assert warned >= 1, log[-3000:]
-        else:
-            assert warned == 0, log[-3000:]
-        if hung:
-            pytest.xfail(f"{hung} worker(s) hung at fork: uWSGI's own hazard without py-call-uwsgi-fork-hooks")
-    else:
-        assert "forked this process while" not in log
-    assert results.failed == 0, results.summary()
-    assert len(results.pids) == 4, results.summary()
+    record("uwsgi-stop", name, results, closed=len(closed(log)), backends_during=during)
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert during >= WORKERS * 2
+    assert opened(log) == closed(log) and len(closed(log)) == WORKERS, log[-3000:]
     assert code == 0, log[-3000:]
-    assert len(lines(log, r"forkhooks: worker \d+ closed")) == 4, log[-3000:]
-    assert "without Python threads" not in log  # uWSGI >= 2.0.27 always runs them
-    if name == "example-ini":
-        assert master == 0, "py-call-uwsgi-fork-hooks: the master closes before forking"
-        assert len(lines(log, r"forkhooks: master \d+ closed 1 connection and 1 pool")) == 1, log[-3000:]
-    if pure_default:
-        # With --py-call-osafterfork, install()'s at-fork callback ("forked child") discards first.
-        assert len(lines(log, r"forkhooks: (worker|forked child) \d+ discarded [1-9]")) == 4, log[-3000:]
-    if name == "osafterfork":
-        assert len(lines(log, "already done in this process")) == 4, log[-3000:]
+    clean(log)
+
+
+# (id, example, extra ini lines, extra arguments, requests)
+MODES = [
+    ("threads", "uwsgi.ini", "threads = 4", (), REQUESTS),
+    # Slow requests keep the first worker busy: the master spawns more while it runs.
+    ("cheaper", "uwsgi.ini", "cheaper = 1\ncheaper-initial = 1\ncheaper-step = 1\ncheaper-overload = 1", (), 16),
+    ("lazy-apps", "uwsgi-lazy-apps.ini", "", (), REQUESTS),
+    ("max-requests", "uwsgi.ini", "max-requests = 20\nmin-worker-lifetime = 0", (), REQUESTS),
+]
 
 
 @pytest.mark.e2e
-def test_control_without_forkhooks_fails(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
-    """uWSGI prefork (the example ini) without forkhooks: shared sockets fail requests or leak rows."""
-    # py-call-uwsgi-fork-hooks stays: without it a worker can hang at fork (uWSGI's GIL hazard, see
-    # above) and the control would measure that instead of the shared sockets.
-    server = serve(dsn, tmp_path, ini(tmp_path, "uwsgi.ini", drop=(IMPORT,)))
+@pytest.mark.parametrize(("name", "example", "extra", "args", "n"), MODES, ids=[m[0] for m in MODES])
+def test_modes_serve_and_close(
+    name: str, example: str, extra: str, args: tuple[str, ...], n: int, dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """threads, cheaper, lazy-apps, max-requests: 0 failed, 0 wrong, every worker that opened a pool closed it."""
+    server = serve(dsn, tmp_path, ini(tmp_path, example, last=extra), *args)
     try:
         master = server_sockets(server.pid)
-        results = loadgen.run(server.target, REQUESTS, concurrency=64, timeout=12)
+        path = "/slow/0.5" if name == "cheaper" else "/echo"
+        results = loadgen.run(server.target, n, concurrency=8 if name == "cheaper" else 16, path=path)
+        during = app_backends(db)
+        stuck = hung(server, results.pids)
+        fifo(server, b"q")
+        code = wait_exit(server, db)
     finally:
         server.kill()
-    record("uwsgi-control", "default", results, master_sockets=master)
-    assert master > 0, "the master keeps its start-up connection and pool"
-    assert results.failed + results.wrong > 0, results.summary()
+    log = server.log()
+    record("uwsgi", name, results, master_sockets=master, workers_closed=len(closed(log)), backends_during=during)
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert stuck == [] and master == 0 and during > 0
+    assert opened(log) == closed(log), log[-3000:]
+    if name == "max-requests":  # workers recycled after 20 requests: those closed too, not only the last 4
+        assert len(closed(log)) > WORKERS, log[-3000:]
+    elif name == "cheaper":  # the master spawned workers under load, from a master with no threads
+        assert len(closed(log)) >= 2, log[-3000:]
+    else:
+        assert len(closed(log)) == WORKERS, log[-3000:]
+    assert code == 0, log[-3000:]
+    clean(log)
+
+
+LATE_ATEXIT = """\
+import os
+import uwsgi
+
+
+def goodbye():
+    uwsgi.log(f"user atexit ran in {os.getpid()}")
+
+
+uwsgi.atexit = goodbye
+"""
+
+
+@pytest.mark.e2e
+def test_lazy_apps_app_replacing_atexit(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """lazy-apps, an app that assigns uwsgi.atexit after forkhooks was imported: both run in every worker."""
+    (tmp_path / "late_atexit.py").write_text(LATE_ATEXIT)
+    config = ini(tmp_path, "uwsgi-lazy-apps.ini", last=f"import = {tmp_path / 'late_atexit.py'}")
+    server = serve(dsn, tmp_path, config)
+    try:
+        all_workers_up(server)  # warmed after the app loaded
+        results = loadgen.run(server.target, REQUESTS, concurrency=16)
+        fifo(server, b"q")
+        code = wait_exit(server, db)
+    finally:
+        server.kill()
+    log = server.log()
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert len(pids(log, r"user atexit ran in (\d+)")) == WORKERS, log[-3000:]
+    assert opened(log) == closed(log) and len(closed(log)) == WORKERS, log[-3000:]
+    assert code == 0
+    clean(log)
+
+
+SPOOL = """\
+import uwsgi
+from uwsgidecorators import postfork, spool
+
+
+@spool
+def count(arguments):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 41 + 1")
+        uwsgi.log(f"spooled task got {cursor.fetchone()[0]}")
+
+
+@postfork
+def queue_one():
+    if uwsgi.worker_id() == 1:  # a worker queues a task, as an app would
+        count.spool()
+"""
+
+
+@pytest.mark.e2e
+def test_spooler_and_mule_start_after_the_master_closed(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """A spooler and a mule fork from a master with no pool thread left: nothing hangs, the spooler queries."""
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "tasks.py").write_text(SPOOL)
+    extra = f"spooler = {tmp_path / 'spool'}\nspooler-frequency = 1\nmule = 1\nimport = {tmp_path / 'tasks.py'}"
+    server = serve(dsn, tmp_path, ini(tmp_path, last=extra))
+    try:
+        master = server_sockets(server.pid)
+        results = loadgen.run(server.target, REQUESTS, concurrency=16)
+        stuck = hung(server, results.pids)
+        poll(lambda: "spooled task got 42" in server.log(), timeout=15, what="the spooled task")
+        fifo(server, b"q")
+        code = wait_exit(server, db)
+    finally:
+        server.kill()
+    log = server.log()
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert stuck == [] and master == 0, (stuck, master)
+    assert opened(log) == closed(log) and len(closed(log)) == WORKERS, log[-3000:]
+    assert code == 0
+    clean(log)
+
+
+@pytest.mark.e2e
+def test_reload_in_a_virtualenv(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """SIGHUP reload (with --binary-path, as pyuwsgi in a virtualenv needs), then a chain reload: every old worker
+    closes, the re-executed master closes again, the new workers serve."""
+    server = serve(dsn, tmp_path, ini(tmp_path), "--binary-path", PYTHON)
+    try:
+        all_workers_up(server)
+        first = opened(server.log())
+        os.kill(server.pid, signal.SIGHUP)
+        all_workers_up(server, 2 * WORKERS)
+        assert closed(server.log()) >= first
+        results = loadgen.run(server.target, REQUESTS, concurrency=16)
+        fifo(server, b"c")  # chain reload: one worker at a time
+        all_workers_up(server, 3 * WORKERS)
+        master = server_sockets(server.pid)
+        fifo(server, b"q")
+        code = wait_exit(server, db)
+    finally:
+        server.kill()
+    log = server.log()
+    record("uwsgi", "reload+chain", results, workers_closed=len(closed(log)), master_sockets=master)
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert len(pids(log, r"forkhooks: master (\d+) closed 1 connection and 1 pool")) == 1  # same pid: re-executed
+    assert log.count("forkhooks: master") >= 2 and master == 0
+    assert opened(log) == closed(log) and len(closed(log)) == 3 * WORKERS, log[-3000:]
+    assert code == 0
+    clean(log)
+
+
+# PostgreSQL notices a vanished client during a query only when asked to (PostgreSQL >= 14, Linux).
+CHECK_CLIENT = "-c client_connection_check_interval=500"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("check", [True, False], ids=["client-check", "control"])
+def test_harakiri_leaves_no_query_behind(check: bool, dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """harakiri SIGKILLs a worker mid-query (no Python runs, uWSGI #2063): with client_connection_check_interval the
+    server ends the orphaned query at once, and the respawned worker serves; without it the query runs on."""
+    env = {"FORKHOOKS_DSN": make_conninfo(dsn, options=CHECK_CLIENT)} if check else None
+    server = serve(dsn, tmp_path, ini(tmp_path, last="harakiri = 2"), env=env)
+    try:
+        all_workers_up(server)
+        status, _ = _slow(server, 6)
+        poll(lambda: "HARAKIRI ON WORKER" in server.log(), timeout=10, what="harakiri")
+        if check:
+            poll(lambda: _sleeping(db) == 0, timeout=3, what="the orphaned query ended")
+            all_workers_up(server, WORKERS + 1)  # the respawned worker
+            results = loadgen.run(server.target, REQUESTS, concurrency=16)
+            fifo(server, b"q")
+            code = wait_exit(server, db)
+        else:
+            still = _sleeping(db)
+    finally:
+        server.kill()
+    log = server.log()
+    assert status != 200
+    if not check:
+        assert still == 1, "the killed worker's query runs on"
+        poll(lambda: app_backends(db) == 0, timeout=15, what="backends gone")
+        return
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert len(opened(log) - closed(log)) == 1, log[-3000:]  # the SIGKILLed worker could not close
+    assert code == 0
+    clean(log)
+
+
+def _slow(server: Server, seconds: int) -> tuple[int, bytes]:
+    try:
+        return loadgen.get(server.target, f"/slow/{seconds}", timeout=seconds + 5)
+    except Exception:  # the worker died under the request
+        return 0, b""
+
+
+def _sleeping(db: psycopg.Connection) -> int:
+    row = db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND state = 'active'"
+        " AND application_name <> 'forkhooks-observer'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 USER_HOOKS = """\
@@ -185,22 +442,24 @@ def test_user_hooks_still_run(
     hooks = tmp_path / "user_hooks.py"
     hooks.write_text(code)
     line = f"import = {hooks}"
-    config = ini(tmp_path, "uwsgi.ini", first=line if before else "", last="" if before else line)
-    server = serve(dsn, tmp_path, config)
+    server = serve(dsn, tmp_path, ini(tmp_path, first=line if before else "", last="" if before else line))
     try:
-        results = loadgen.run(server.target, 200, concurrency=16)
+        results = loadgen.run(server.target, REQUESTS, concurrency=16)
+        fifo(server, b"q")
+        code_ = wait_exit(server, db)
     finally:
-        code_ = stop(server, db)
+        server.kill()
     log = server.log().splitlines()
     assert (results.failed, results.wrong) == (0, 0), results.summary()
     assert code_ == 0
     users = {int(m.group(1)): i for i, line in enumerate(log) if (m := re.search(r"user postfork ran in (\d+)", line))}
     ours = {int(m.group(1)): i for i, line in enumerate(log) if (m := re.search(r"worker (\d+) discarded", line))}
-    assert len(users) == 4 and users.keys() == ours.keys(), "\n".join(log[-60:])
+    assert len(users) == WORKERS and users.keys() == ours.keys(), "\n".join(log[-60:])
     assert all(ours[pid] < users[pid] for pid in users), "forkhooks' discard runs first"
     if name == "by-hand":
-        assert len([line for line in log if "user atexit ran" in line]) == 4
-    assert len([line for line in log if re.search(r"forkhooks: worker \d+ closed", line)]) == 4
+        assert len([line for line in log if "user atexit ran" in line]) == WORKERS
+    assert len(closed("\n".join(log))) == WORKERS
+    clean("\n".join(log))
 
 
 @pytest.mark.e2e
@@ -208,22 +467,18 @@ def test_threads_off_warns(dsn: str, db: psycopg.Connection, tmp_path: Path) -> 
     """A uWSGI that runs without Python threads (before 2.0.27, no enable-threads) gets a warning naming the option."""
     if not OLD_PYUWSGI:
         pytest.skip("uWSGI >= 2.0.27 always enables threads; set FORKHOOKS_OLD_PYUWSGI to a pyuwsgi<2.0.27 dir")
-    config = ini(tmp_path, "uwsgi.ini", drop=("enable-threads = true",))
-    server = serve(dsn, tmp_path, config, env=_old_pyuwsgi())  # /health needs no database
+    config = ini(tmp_path, drop=("enable-threads = true",))
+    env = {"PYTHONPATH": os.pathsep.join([OLD_PYUWSGI, str(EXAMPLES), str(EXAMPLES.parent)])}
+    server = serve(dsn, tmp_path, config, env=env)  # /health needs no database
     try:
-        # What the warning is about: workers whose pool threads cannot run hang on the database.
         results = loadgen.run(server.target, 200, concurrency=16, timeout=5)
     finally:
         server.kill()
     log = server.log()
     record("uwsgi", "threads-off-2.0.26", results)
     assert "Python threads support is disabled" in log  # uWSGI's own line: threads really are off
-    assert len(lines(log, r"WARNING forkhooks: uWSGI runs without Python threads.*enable-threads = true")) == 1
+    assert len(re.findall(r"WARNING forkhooks: uWSGI runs without Python threads.*enable-threads = true", log)) == 1
     assert results.wrong == 0, results.summary()
-
-
-def _old_pyuwsgi() -> dict[str, str]:
-    return {"PYTHONPATH": os.pathsep.join([OLD_PYUWSGI, str(EXAMPLES), str(EXAMPLES.parent)])}
 
 
 def test_import_outside_uwsgi_says_so() -> None:
