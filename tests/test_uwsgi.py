@@ -199,23 +199,42 @@ def test_every_worker_closes_on_stop(name: str, stop, dsn: str, db: psycopg.Conn
     clean(log)
 
 
-# (id, example, extra ini lines, extra arguments, requests)
+MODULE = "module = forkhooks.demo.site.wsgi:application"
+WSGI_FILE = EXAMPLES.parent / "forkhooks" / "demo" / "site" / "wsgi.py"
+INSTALL_TOO = "import forkhooks\n\nforkhooks.install()\n"
+
+# (id, example, lines dropped, extra ini lines, extra arguments, requests)
 MODES = [
-    ("threads", "uwsgi.ini", "threads = 4", (), REQUESTS),
+    ("threads", "uwsgi.ini", (), "threads = 4", (), REQUESTS),
     # Slow requests keep the first worker busy: the master spawns more while it runs.
-    ("cheaper", "uwsgi.ini", "cheaper = 1\ncheaper-initial = 1\ncheaper-step = 1\ncheaper-overload = 1", (), 16),
-    ("lazy-apps", "uwsgi-lazy-apps.ini", "", (), REQUESTS),
-    ("max-requests", "uwsgi.ini", "max-requests = 20\nmin-worker-lifetime = 0", (), REQUESTS),
+    ("cheaper", "uwsgi.ini", (), "cheaper = 1\ncheaper-initial = 1\ncheaper-step = 1\ncheaper-overload = 1", (), 16),
+    ("lazy-apps", "uwsgi-lazy-apps.ini", (), "", (), REQUESTS),
+    ("max-requests", "uwsgi.ini", (), "max-requests = 20\nmin-worker-lifetime = 0", (), REQUESTS),
+    ("wsgi-file", "uwsgi.ini", (MODULE,), f"wsgi-file = {WSGI_FILE}", (), REQUESTS),
+    ("mount", "uwsgi.ini", (MODULE,), "mount = /=forkhooks.demo.site.wsgi:application", (), REQUESTS),
+    ("py-call-uwsgi-fork-hooks", "uwsgi.ini", (), "py-call-uwsgi-fork-hooks = true", (), REQUESTS),
+    # forkhooks.install()'s at-fork callback runs too: the second discard must be a no-op.
+    ("osafterfork+install", "uwsgi.ini", (), "import = {tmp}/install_too.py", ("--py-call-osafterfork",), REQUESTS),
 ]
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("name", "example", "extra", "args", "n"), MODES, ids=[m[0] for m in MODES])
+@pytest.mark.parametrize(("name", "example", "drop", "extra", "args", "n"), MODES, ids=[m[0] for m in MODES])
 def test_modes_serve_and_close(
-    name: str, example: str, extra: str, args: tuple[str, ...], n: int, dsn: str, db: psycopg.Connection, tmp_path: Path
+    name: str,
+    example: str,
+    drop: tuple[str, ...],
+    extra: str,
+    args: tuple[str, ...],
+    n: int,
+    dsn: str,
+    db: psycopg.Connection,
+    tmp_path: Path,
 ) -> None:
-    """threads, cheaper, lazy-apps, max-requests: 0 failed, 0 wrong, every worker that opened a pool closed it."""
-    server = serve(dsn, tmp_path, ini(tmp_path, example, last=extra), *args)
+    """Every mode: 0 hung, 0 failed, 0 wrong, the master holds nothing, every worker that opened a pool closed it."""
+    (tmp_path / "install_too.py").write_text(INSTALL_TOO)
+    extra = extra.replace("{tmp}", str(tmp_path))
+    server = serve(dsn, tmp_path, ini(tmp_path, example, drop=drop, last=extra), *args)
     try:
         master = server_sockets(server.pid)
         path = "/slow/0.5" if name == "cheaper" else "/echo"
@@ -237,6 +256,10 @@ def test_modes_serve_and_close(
         assert len(closed(log)) >= 2, log[-3000:]
     else:
         assert len(closed(log)) == WORKERS, log[-3000:]
+    if name != "lazy-apps":  # the master loaded the app, then closed what it opened, once
+        assert len(pids(log, r"forkhooks: master (\d+) closed 1 connection and 1 pool")) == 1, log[-3000:]
+    if name == "osafterfork+install":
+        assert log.count("already done in this process") == WORKERS, log[-3000:]
     assert code == 0, log[-3000:]
     clean(log)
 

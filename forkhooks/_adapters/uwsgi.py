@@ -64,7 +64,8 @@ def post_fork() -> None:
     """In a process uWSGI just forked: discard inherited connections and pools, then warm a worker's pools."""
     _stop_watching_imports()  # a child pays nothing per import
     worker = uwsgi.worker_id() > 0  # mules and spoolers are forked too, but serve no requests
-    child_started(log=log, who="worker" if worker else "child")
+    with stop_signals_blocked():  # a tracked pool reopens here: its threads must not take a stop signal either
+        child_started(log=log, who="worker" if worker else "child")
     _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
     if worker:
         _start_pools()
