@@ -202,6 +202,8 @@ def test_every_worker_closes_on_stop(name: str, stop, dsn: str, db: psycopg.Conn
 MODULE = "module = forkhooks.demo.site.wsgi:application"
 WSGI_FILE = EXAMPLES.parent / "forkhooks" / "demo" / "site" / "wsgi.py"
 INSTALL_TOO = "import forkhooks\n\nforkhooks.install()\n"
+# An app factory uWSGI calls after importing its module (`module:make()`): the app loads, and queries, then.
+FACTORY = "def make():\n    from forkhooks.demo.site.wsgi import application\n\n    return application\n"
 
 # (id, example, lines dropped, extra ini lines, extra arguments, requests)
 MODES = [
@@ -212,6 +214,7 @@ MODES = [
     ("max-requests", "uwsgi.ini", (), "max-requests = 20\nmin-worker-lifetime = 0", (), REQUESTS),
     ("wsgi-file", "uwsgi.ini", (MODULE,), f"wsgi-file = {WSGI_FILE}", (), REQUESTS),
     ("mount", "uwsgi.ini", (MODULE,), "mount = /=forkhooks.demo.site.wsgi:application", (), REQUESTS),
+    ("factory", "uwsgi.ini", (MODULE,), "pythonpath = {tmp}\nmodule = factory_app:make()", (), REQUESTS),
     ("py-call-uwsgi-fork-hooks", "uwsgi.ini", (), "py-call-uwsgi-fork-hooks = true", (), REQUESTS),
     # forkhooks.install()'s at-fork callback runs too: the second discard must be a no-op.
     ("osafterfork+install", "uwsgi.ini", (), "import = {tmp}/install_too.py", ("--py-call-osafterfork",), REQUESTS),
@@ -233,9 +236,13 @@ def test_modes_serve_and_close(
 ) -> None:
     """Every mode: 0 hung, 0 failed, 0 wrong, the master holds nothing, every worker that opened a pool closed it."""
     (tmp_path / "install_too.py").write_text(INSTALL_TOO)
+    (tmp_path / "factory_app.py").write_text(FACTORY)
     extra = extra.replace("{tmp}", str(tmp_path))
     server = serve(dsn, tmp_path, ini(tmp_path, example, drop=drop, last=extra), *args)
     try:
+        # Every worker up first: a stop that reaches a lazy-apps worker still loading its app is lost (uWSGI
+        # sets a worker's signal handlers after the app loaded) and the master then waits for it.
+        all_workers_up(server, 1 if name == "cheaper" else WORKERS)
         master = server_sockets(server.pid)
         path = "/slow/0.5" if name == "cheaper" else "/echo"
         results = loadgen.run(server.target, n, concurrency=8 if name == "cheaper" else 16, path=path)

@@ -192,6 +192,7 @@ def _start_pools() -> None:
 
 _real_import = builtins.__import__
 _watching = False
+_loaded = False
 _app_modules: list[str] = []
 _mount_modules: list[str] = []
 _file_mounts: list[str] = []
@@ -241,6 +242,8 @@ def _watch_import(name: str, globals: Any = None, locals: Any = None, fromlist: 
 def _maybe_app_loaded() -> None:
     # uWSGI imports `uwsgi` from C before each module it loads, and once after
     # all its loaders: the app is loaded when every module it names is imported.
+    # The master acts on each such import until it forks (the last one wins:
+    # a `module:factory()` callable runs after its module's import).
     if any(m not in sys.modules for m in _app_modules):
         return
     try:
@@ -249,13 +252,28 @@ def _maybe_app_loaded() -> None:
     except Exception:
         log.exception("forkhooks: importing a mounted app failed; uWSGI will report it too")
         return
-    _stop_watching_imports()
+    global _loaded
+    first = not _loaded
+    _loaded = True
     try:
-        app_loaded()
+        if uwsgi.worker_id() > 0:  # lazy-apps: this worker loaded the app itself, and serves next
+            _stop_watching_imports()
+            app_loaded()
+        elif first:
+            app_loaded()
+        elif _still_open():
+            _core.close(log=log, who="master")
     except SystemExit:
         raise  # a pool setting that cannot work: uWSGI must not start
     except Exception:
         log.exception("forkhooks: closing after the app loaded failed; continuing")
+
+
+def _still_open() -> bool:
+    """Whether the master opened anything again since it closed (a factory callable, a mount)."""
+    if any(pools for pools in _django.pool_dicts()):
+        return True
+    return any(w.connection is not None for w in _django.current_thread_wrappers())
 
 
 def _stop_watching_imports() -> None:
