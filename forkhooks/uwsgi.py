@@ -1,18 +1,18 @@
-"""uWSGI: ``import = forkhooks.uwsgi`` in the ini file (or ``--import forkhooks.uwsgi``, or import it from wsgi.py).
+"""uWSGI: ``import = forkhooks.uwsgi`` in the ini file (or ``--import forkhooks.uwsgi``), before the app.
 
-uWSGI loads the app in the master and forks its workers from C, so
-``os.register_at_fork`` callbacks do not run there (only with
-``--py-call-osafterfork`` or ``--py-call-uwsgi-fork-hooks``). This module puts
-the child discard first on uWSGI's post-fork chain (the one ``@postfork`` of
-uwsgidecorators uses), warms the pools after it, and closes them from
-``uwsgi.atexit`` when a worker exits. Hooks registered before or after keep
-running.
+uWSGI loads the app in the master and forks everything from C, without the
+GIL and without ``os.register_at_fork`` callbacks. Importing this module:
 
-The master keeps the connections its app opened at load time: default uWSGI
-has no Python point between loading the app and forking. Workers are safe
-anyway, because each discards what it inherited before serving. With
-``--py-call-uwsgi-fork-hooks`` uWSGI runs at-fork callbacks in the master, and
-the master closes its own before every fork.
+- closes the master's connections and pools once uWSGI has loaded the app and
+  before it forks anything (it watches the import of ``uwsgi`` that uWSGI's C
+  code makes right after its loaders), so no psycopg_pool thread is alive in
+  the master when it forks and no worker can hang on the GIL;
+- puts the child discard first on uWSGI's post-fork chain (the one
+  ``@postfork`` of uwsgidecorators uses), then warms the worker's pools with
+  uWSGI's stop signals blocked, so the pools' threads never take a stop signal;
+- closes the pools from ``uwsgi.atexit`` when a worker exits (also re-hooked
+  after a lazy-apps worker loaded its app). Hooks registered before or after
+  keep running.
 """
 
 from __future__ import annotations
