@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dis
+import os
 import signal
 import sys
 import traceback
@@ -164,20 +165,19 @@ def stop_signals_blocked() -> Iterator[None]:
 
 
 def _start_pools() -> None:
-    """In a worker: start the pools' threads with stop signals blocked, and warm them."""
+    """In a worker: start the pools' threads with stop signals blocked, then warm them with signals unblocked."""
     if not threads_enabled():  # without threads, opening a pool waits forever
         return
-    with stop_signals_blocked():
-        if _core.settings.warm_enabled():
-            _core.warm(log=log, who="worker")
-            return
-        for alias in _django.pooled_aliases():  # open without waiting: the threads start here, not in a request
+    with stop_signals_blocked():  # only while the threads are created: they keep the mask, this thread does not
+        for alias in _django.pooled_aliases():
             try:
                 pool = _django.pool_of(alias)
                 if pool is not None:
                     pool.open(wait=False)
             except Exception:
                 log.exception("forkhooks: opening pool %r failed; the worker serves and retries on use", alias)
+    if _core.settings.warm_enabled():
+        _core.warm(log=log, who="worker")  # the pools are open: this waits for min_size
 
 
 # --- The master: close after the app loaded, before the first fork. ---
@@ -192,7 +192,7 @@ def _start_pools() -> None:
 
 _real_import = builtins.__import__
 _watching = False
-_loaded = False
+_loaded_in: int | None = None  # the pid that loaded the app
 _app_modules: list[str] = []
 _mount_modules: list[str] = []
 _file_mounts: list[str] = []
@@ -244,6 +244,10 @@ def _maybe_app_loaded() -> None:
     # all its loaders: the app is loaded when every module it names is imported.
     # The master acts on each such import until it forks (the last one wins:
     # a `module:factory()` callable runs after its module's import).
+    global _loaded_in
+    if _loaded_in is not None and _loaded_in != os.getpid():
+        _stop_watching_imports()  # a child of the process that loaded the app: post_fork() takes over
+        return
     if any(m not in sys.modules for m in _app_modules):
         return
     try:
@@ -252,9 +256,8 @@ def _maybe_app_loaded() -> None:
     except Exception:
         log.exception("forkhooks: importing a mounted app failed; uWSGI will report it too")
         return
-    global _loaded
-    first = not _loaded
-    _loaded = True
+    first = _loaded_in is None
+    _loaded_in = os.getpid()
     try:
         if uwsgi.worker_id() > 0:  # lazy-apps: this worker loaded the app itself, and serves next
             _stop_watching_imports()
