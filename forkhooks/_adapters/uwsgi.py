@@ -248,7 +248,7 @@ def _maybe_app_loaded() -> None:
     if _loaded_in is not None and _loaded_in != os.getpid():
         _stop_watching_imports()  # a child of the process that loaded the app: post_fork() takes over
         return
-    if any(m not in sys.modules for m in _app_modules):
+    if not all(_imported(m) for m in _app_modules):
         return
     try:
         for module in _mount_modules:  # mounts load after the last C import: load them now (uWSGI then reuses them)
@@ -270,6 +270,12 @@ def _maybe_app_loaded() -> None:
         raise  # a pool setting that cannot work: uWSGI must not start
     except Exception:
         log.exception("forkhooks: closing after the app loaded failed; continuing")
+
+
+def _imported(name: str) -> bool:
+    """Whether module `name` has finished importing (one still executing is in sys.modules already)."""
+    module = sys.modules.get(name)
+    return module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False)
 
 
 def _still_open() -> bool:
