@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -106,6 +107,7 @@ def clean(log: str) -> None:
     assert "Traceback" not in log, log[-4000:]
     assert "cannot join current thread" not in log, log[-4000:]
     assert "step(s) failed" not in log, log[-4000:]
+    assert "NO MERCY" not in log, log[-4000:]  # every worker exited by itself, none was SIGKILLed at stop
 
 
 def all_workers_up(server: Server, n: int = WORKERS) -> None:
@@ -533,3 +535,46 @@ def test_import_outside_uwsgi_says_so() -> None:
         import forkhooks.uwsgi  # noqa: F401
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert "forkhooks.uwsgi" not in sys.modules
+
+
+UNBLOCK = """\
+import contextlib
+
+import forkhooks._adapters.uwsgi as adapter
+
+adapter.stop_signals_blocked = contextlib.nullcontext  # pool threads take stop signals again
+"""
+
+
+@pytest.mark.e2e
+def test_control_pool_threads_taking_stop_signals(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """Undo forkhooks' signal blocking: a group SIGTERM lands on pool threads; workers skip the close or hang."""
+    for i in range(10):
+        run = tmp_path / str(i)
+        run.mkdir()
+        (run / "unblock.py").write_text(UNBLOCK)
+        server = serve(dsn, run, ini(run, last=f"import = {run / 'unblock.py'}"))
+        try:
+            all_workers_up(server)
+            results = loadgen.run(server.target, REQUESTS, concurrency=16)
+            os.killpg(server.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError, subprocess.TimeoutExpired):
+                server.proc.wait(30)
+        finally:
+            server.kill()
+        poll(lambda: app_backends(db) == 0, timeout=15, what="backends gone")
+        log = server.log()
+        unclosed = len(opened(log) - closed(log))
+        killed = log.count("NO MERCY")  # stuck in exit() on a pool thread until the master SIGKILLed it
+        if unclosed or killed or "Traceback" in log:
+            record(
+                "uwsgi-control",
+                "group-SIGTERM unblocked",
+                results,
+                starts=i + 1,
+                unclosed=unclosed,
+                killed=killed,
+                tracebacks=log.count("Traceback"),
+            )
+            return
+    pytest.fail("every worker closed in 10 starts with pool threads taking stop signals: the control shows nothing")
