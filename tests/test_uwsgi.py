@@ -172,7 +172,7 @@ def test_control_without_forkhooks_hangs(dsn: str, db: psycopg.Connection, tmp_p
                 record("uwsgi-control", "default", loadgen.Results(), hung_workers=BUSY, starts=i + 1)
                 return
             master = server_sockets(server.pid)
-            results = loadgen.run(server.target, REQUESTS, concurrency=16, timeout=5)
+            results = loadgen.run(server.target, REQUESTS, concurrency=16, timeout=3)
             stuck = hung(server, results.pids)
         finally:
             server.kill()
@@ -553,7 +553,8 @@ def test_control_pool_threads_taking_stop_signals(dsn: str, db: psycopg.Connecti
         run = tmp_path / str(i)
         run.mkdir()
         (run / "unblock.py").write_text(UNBLOCK)
-        server = serve(dsn, run, ini(run, last=f"import = {run / 'unblock.py'}"))
+        # A worker stuck in exit is SIGKILLed after the mercy: 3 s, not 10, for the control.
+        server = serve(dsn, run, ini(run, last=f"import = {run / 'unblock.py'}"), "--worker-reload-mercy", "3")
         try:
             all_workers_up(server)
             results = loadgen.run(server.target, REQUESTS, concurrency=16)

@@ -90,8 +90,11 @@ def at_exit() -> None:
             _previous_atexit()
         except Exception:
             log.exception("forkhooks: the previous uwsgi.atexit hook failed; closing anyway")
-    with stop_signals_blocked():  # a second stop signal must not re-enter exit() halfway through closing
-        _core.close(log=log, who="worker" if uwsgi.worker_id() > 0 else "child")
+    # The process is exiting: stop signals stay blocked for good. One that arrives now (a master's
+    # follow-up to a group signal) would re-enter exit() halfway through closing, or, delivered
+    # after it, run a handler in the middle of the exit.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    _core.close(log=log, who="worker" if uwsgi.worker_id() > 0 else "child")
 
 
 def _hook_atexit() -> None:
