@@ -433,6 +433,33 @@ def test_harakiri_leaves_no_query_behind(check: bool, dsn: str, db: psycopg.Conn
     clean(log)
 
 
+# SIGPWR: a signal uWSGI leaves alone in workers, so forkhooks can handle it.
+GRACEFUL_HARAKIRI = f"harakiri = 2\nharakiri-graceful-timeout = 5\nharakiri-graceful-signal = {int(signal.SIGPWR)}"
+
+
+@pytest.mark.e2e
+def test_graceful_harakiri_cancels_the_stuck_query(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """harakiri-graceful-signal set to one uWSGI leaves alone: forkhooks cancels the stuck request's query, the
+    request fails at once, the worker lives on (no SIGKILL) and closes its pool at stop."""
+    server = serve(dsn, tmp_path, ini(tmp_path, last=GRACEFUL_HARAKIRI))
+    try:
+        all_workers_up(server)
+        status, _ = _slow(server, 30)  # returns when the query is cancelled, long before 30 s
+        poll(lambda: _sleeping(db) == 0, timeout=3, what="the stuck query cancelled")
+        results = loadgen.run(server.target, REQUESTS, concurrency=16)
+        fifo(server, b"q")
+        code = wait_exit(server, db)
+    finally:
+        server.kill()
+    log = server.log()
+    assert status == 500  # the request failed on its cancelled query instead of hanging to the SIGKILL
+    assert "HARAKIRI ON WORKER" in log and "cancelled 1 running query(ies)" in log, log[-3000:]
+    assert "died" not in log and "NO MERCY" not in log, log[-3000:]  # no worker was killed
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    assert opened(log) == closed(log) and len(closed(log)) == WORKERS, log[-3000:]
+    assert code == 0
+
+
 def _slow(server: Server, seconds: int) -> tuple[int, bytes]:
     try:
         return loadgen.get(server.target, f"/slow/{seconds}", timeout=seconds + 5)

@@ -69,6 +69,7 @@ def post_fork() -> None:
         child_started(log=log, who="worker" if worker else "child")
     _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
     if worker:
+        _handle_harakiri()
         _start_pools()
 
 
@@ -160,11 +161,55 @@ def stop_signals_blocked() -> Iterator[None]:
     may otherwise land on a psycopg_pool thread, which then runs exit() and
     uwsgi.atexit, and closes the pool from inside the pool.
     """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    blocked = STOP_SIGNALS | ({_harakiri} if _harakiri is not None else set())
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+# --- Harakiri: uWSGI's only Python point is the signal it sends a stuck worker first. ---
+#
+# Plain harakiri is a SIGKILL, and a busy worker skips uwsgi.atexit: nothing can run there. With
+# `harakiri-graceful-timeout`, uWSGI first sends `harakiri-graceful-signal` (SIGTERM by default,
+# which uWSGI handles itself). Set to a signal uWSGI leaves alone in workers, forkhooks handles it:
+# the stuck request's query is cancelled, the request fails at once, the worker lives on.
+
+_harakiri: int | None = None  # the graceful harakiri signal forkhooks handles in this worker
+
+
+def _harakiri_signal() -> int | None:
+    """The graceful harakiri signal, when it is one forkhooks can handle (not one uWSGI uses in a worker)."""
+    if not _values("harakiri-graceful-timeout"):
+        return None
+    try:
+        signum = int((_values("harakiri-graceful-signal") or ["0"])[0])
+    except ValueError:
+        return None
+    uwsgis = STOP_SIGNALS | {signal.SIGALRM, signal.SIGPIPE, signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
+    return signum if 0 < signum < signal.NSIG and signum not in uwsgis else None
+
+
+def _cancel_on_harakiri(signum: int, frame: Any) -> None:
+    """uWSGI is about to kill this stuck worker: cancel its running queries, so the request fails now."""
+    cancelled = 0
+    for wrapper in _django.wrappers():
+        conn = getattr(wrapper, "connection", None)
+        if conn is None:
+            continue
+        try:
+            cancelled += _core.steps._cancel_running_query(conn, _core.settings.close_timeout())
+        except Exception:
+            log.exception("forkhooks: cancelling the query of Django connection %r failed", wrapper.alias)
+    log.warning("forkhooks: worker %d: harakiri: cancelled %d running query(ies)", os.getpid(), cancelled)
+
+
+def _handle_harakiri() -> None:
+    global _harakiri
+    _harakiri = _harakiri_signal()
+    if _harakiri is not None:
+        signal.signal(_harakiri, _cancel_on_harakiri)
 
 
 def _start_pools() -> None:
@@ -308,6 +353,7 @@ def app_loaded() -> None:
     """uWSGI has loaded the app: the master closes what it opened; a lazy-apps worker hooks atexit and warms."""
     if uwsgi.worker_id() > 0:  # lazy-apps: this worker loaded the app itself
         _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
+        _handle_harakiri()
         _start_pools()
         return
     if _file_mounts:
