@@ -102,6 +102,19 @@ def hung(server: Server, served: set[int]) -> list[int]:
     return stuck
 
 
+def all_idle(server: Server) -> None:
+    """Every worker waits in its accept loop: none is still finishing a request.
+
+    uWSGI skips uwsgi.atexit in a worker that a stop signal finds busy (uWSGI #2063), and a worker
+    is still busy for a moment after the client has its last response.
+    """
+
+    def idle() -> bool:
+        return all("epoll" in Path(f"/proc/{pid}/wchan").read_text() for pid in children(server.pid))
+
+    poll(idle, timeout=10, what="every worker idle")
+
+
 def clean(log: str) -> None:
     """No traceback and no failed forkhooks step in the server's log."""
     assert "Traceback" not in log, log[-4000:]
@@ -201,6 +214,7 @@ def test_every_worker_closes_on_stop(name: str, stop, dsn: str, db: psycopg.Conn
         all_workers_up(server)
         results = loadgen.run(server.target, REQUESTS, concurrency=16)
         during = app_backends(db)
+        all_idle(server)
         stop(server)
         code = wait_exit(server, db)
     finally:
@@ -585,6 +599,7 @@ def test_control_pool_threads_taking_stop_signals(dsn: str, db: psycopg.Connecti
         try:
             all_workers_up(server)
             results = loadgen.run(server.target, REQUESTS, concurrency=16)
+            all_idle(server)  # as in the stop tests: only the pool threads differ
             os.killpg(server.pid, signal.SIGTERM)
             with contextlib.suppress(TimeoutError, subprocess.TimeoutExpired):
                 server.proc.wait(30)
