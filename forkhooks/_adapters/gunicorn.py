@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import _core
 from .forks import install
-from .lifecycle import child_started, guard_stop_signals, master_ready, worker_ready
+from .lifecycle import child_started, close_for_exit, guard_stop_signals, master_ready, worker_ready
 
 __all__ = [
     "when_ready",
@@ -72,17 +72,17 @@ def post_worker_init(worker: Any, *, timeout: float | None = None) -> None:
 
 def worker_exit(server: Any, worker: Any, *, timeout: float | None = None) -> None:
     """Worker is exiting: close its connections and pools so backends free at once."""
-    _core.close(log=_log(server), who="worker", timeout=timeout)
+    close_for_exit(log=_log(server), who="worker", timeout=timeout)
 
 
 def worker_abort(worker: Any, *, timeout: float | None = None) -> None:
     """Worker timed out (SIGABRT): close its pools before it dies."""
-    _core.close(log=_log(worker), who="worker", timeout=timeout)
+    close_for_exit(log=_log(worker), who="worker", timeout=timeout)
 
 
 def worker_int(worker: Any, *, timeout: float | None = None) -> None:
     """Worker got SIGINT/SIGQUIT: close its pools before it exits."""
-    _core.close(log=_log(worker), who="worker", timeout=timeout)
+    close_for_exit(log=_log(worker), who="worker", timeout=timeout)
 
 
 def on_dirty_starting(arbiter: Any) -> None:

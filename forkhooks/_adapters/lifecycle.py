@@ -73,44 +73,67 @@ def master_ready(
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
+class _Stopping:
+    """This process's way out, as the stop-signal guard sees it."""
+
+    exiting = False  # closing for good: a later stop signal changes nothing
+    busy = False  # a stop signal's handler is running
+    pending: list[int] = []  # stop signals that arrived meanwhile
+
+
+def close_for_exit(*, log: Log | None = None, who: str = "worker", timeout: float | None = None) -> Report:
+    """Close on the way out of the process: from now on a stop signal cannot interrupt it."""
+    _Stopping.exiting = True
+    return _core.close(log=log, who=who, timeout=timeout)
+
+
 def guard_stop_signals(*, log: Log | None = None, who: str = "worker") -> None:
-    """Make sure a worker stopped by a signal closes its connections and pools, once.
+    """Make sure a worker stopped by a signal closes its connections and pools, whole.
 
     - A stop signal whose action is the default (uvicorn-worker resets gunicorn's handlers, and
       uvicorn re-raises the signal once it has shut down, uvicorn #894) would end the process
       before gunicorn's worker_exit or worker_int runs: close first, then die by the same signal,
       so the exit status is kept.
-    - A handler that exits (gunicorn's SIGINT/SIGQUIT handler raises SystemExit) runs once: a
-      second stop signal, the master's after the group's, would raise SystemExit again in the
-      middle of the first exit's cleanup and leave the pools open.
+    - A stop signal that arrives while another one's handler runs waits for it, and one that
+      arrives once the process is on its way out changes nothing: stopped by a signal to its
+      group, a gunicorn worker gets that signal and, a moment later, its master's SIGQUIT, whose
+      handler would raise SystemExit in the middle of the first one's close and leave pools open.
     """
-    exiting = False
 
     def close_then_die(signum: int, frame: FrameType | None) -> None:
-        nonlocal exiting
-        if not exiting:
-            exiting = True
-            _core.close(log=log, who=who)
+        if not _Stopping.exiting:
+            close_for_exit(log=log, who=who)
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
 
-    def once(handler: Callable[[int, FrameType | None], Any]) -> Callable[[int, FrameType | None], Any]:
+    def one_at_a_time(handler: Callable[[int, FrameType | None], Any]) -> Callable[[int, FrameType | None], Any]:
         def handle(signum: int, frame: FrameType | None) -> Any:
-            nonlocal exiting
-            if exiting:  # already on the way out: the first signal's exit goes on undisturbed
+            if _Stopping.exiting:
                 return None
+            if _Stopping.busy:
+                _Stopping.pending.append(signum)
+                return None
+            _Stopping.busy = True
             try:
-                return handler(signum, frame)
+                result = handler(signum, frame)
             except SystemExit:
-                exiting = True
+                _Stopping.exiting = True
                 raise
+            finally:
+                _Stopping.busy = False
+            # The handler returned (gunicorn's SIGTERM one only marks the worker to finish):
+            # a signal held meanwhile, Ctrl-C after a graceful stop say, still counts.
+            held, _Stopping.pending = list(dict.fromkeys(_Stopping.pending)), []
+            for later in held:
+                signal.raise_signal(later)
+            return result
 
-        handle._forkhooks_once = True  # type: ignore[attr-defined]
+        handle._forkhooks_guard = True  # type: ignore[attr-defined]
         return handle
 
     for signum in _STOP_SIGNALS:
         handler = signal.getsignal(signum)
         if handler is signal.SIG_DFL and signum != signal.SIGQUIT:  # SIGQUIT's default dumps core: left alone
             signal.signal(signum, close_then_die)
-        elif callable(handler) and not getattr(handler, "_forkhooks_once", False):
-            signal.signal(signum, once(handler))
+        elif callable(handler) and not getattr(handler, "_forkhooks_guard", False):
+            signal.signal(signum, one_at_a_time(handler))

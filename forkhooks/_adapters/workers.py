@@ -7,9 +7,8 @@ from typing import Any
 from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
-from .. import _core
 from .gunicorn import sizes
-from .lifecycle import child_started, guard_stop_signals, master_ready, worker_ready
+from .lifecycle import child_started, close_for_exit, guard_stop_signals, master_ready, worker_ready
 
 
 class ForkhooksWorkerMixin:
@@ -32,7 +31,7 @@ class ForkhooksWorkerMixin:
         try:
             super().init_process()  # type: ignore[misc]  # runs the worker until it exits
         finally:
-            _core.close(log=self.log, who="worker")
+            close_for_exit(log=self.log, who="worker")
 
     def load_wsgi(self) -> None:
         super().load_wsgi()  # type: ignore[misc]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import signal
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -117,41 +115,7 @@ def discard(*, log: Log | None = None, who: str = "child") -> Report:
 
 def close(*, log: Log | None = None, who: str = "owner", timeout: float | None = None) -> Report:
     """In the process that opened them, close connections and pools properly (Terminate sent)."""
-    with _stop_signals_deferred():
-        return _close(log or _log, who, _settings.close_timeout() if timeout is None else timeout)
-
-
-# The signals that stop a process: a group stop (systemd, Ctrl-C) delivers one to every process,
-# and a master follows up with its own to each worker.
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
-
-
-@contextmanager
-def _stop_signals_deferred() -> Iterator[None]:
-    """Hold the stop signals off while closing, and deliver them once closed.
-
-    A worker stopped by a signal to its group gets that signal and, a moment later, its
-    master's: a server's handler run halfway through close() (gunicorn's raises SystemExit)
-    would leave pools open and their backends waiting for a Terminate that never comes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread runs Python signal handlers
-        return
-    caught: list[int] = []
-    previous: dict[int, Any] = {}
-    for signum in _STOP_SIGNALS:
-        handler = signal.getsignal(signum)
-        if handler is None:  # installed from C (uWSGI): it cannot be put back, so it is left alone
-            continue
-        previous[signum] = handler
-        signal.signal(signum, lambda s, f: caught.append(s))
-    try:
-        yield
-    finally:
-        for held, handler in previous.items():
-            signal.signal(held, handler)
-        for arrived in dict.fromkeys(caught):
-            signal.raise_signal(arrived)
+    return _close(log or _log, who, _settings.close_timeout() if timeout is None else timeout)
 
 
 def _close(log: Log, who: str, timeout: float) -> Report:
