@@ -62,8 +62,8 @@ CONFIGS = [
     Config("preload+forkhooks", "--preload, forkhooks' hooks", [*HOOKS, "--preload"]),
     Config(
         "preload+forkhooks+freeze",
-        "--preload, forkhooks' hooks, gc.freeze() in when_ready",
-        ["-c", str(BENCH / "gunicorn_gcfreeze.py"), "--preload"],
+        "--preload, forkhooks' hooks with FORKHOOKS_GC_FREEZE=1 (gc.freeze() in when_ready)",
+        [*HOOKS, "--preload", "--env", "FORKHOOKS_GC_FREEZE=1"],
     ),
     Config("lazy", "no --preload (each worker imports the app), no forkhooks", []),
     Config("lazy+freeze", "no --preload, gc.freeze() in when_ready", ["-c", str(BENCH / "gunicorn_gcfreeze_only.py")]),

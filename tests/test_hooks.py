@@ -189,3 +189,26 @@ def test_an_invalid_pool_option_stops_the_master_with_a_message_naming_it(
     assert "forkhooks: DATABASES['default']['OPTIONS']['pool'] is invalid: TypeError" in log
     assert "max_sise" in log
     assert "Booting worker" not in log
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("args", [["-c", "python:forkhooks.gunicorn"], ["-k", "forkhooks.workers.SyncWorker"]])
+def test_gc_freeze_option_freezes_the_master_once_before_forking(dsn: str, tmp_path: Path, args: list[str]) -> None:
+    """FORKHOOKS_GC_FREEZE=1: the master logs the objects it froze before its first fork; workers answer right."""
+    server = serve(dsn, tmp_path, args, WSGI, env={"FORKHOOKS_GC_FREEZE": "1"})
+    try:
+        results = loadgen.run(server.target, 200, concurrency=16)
+    finally:
+        server.stop()
+    frozen = [line for line in server.log().splitlines() if "objects (gc.freeze) before forking" in line]
+    assert len(frozen) == 1, server.log()[-3000:]
+    assert int(frozen[0].split(" froze ")[1].split()[0]) > 10_000, frozen  # Django and the app, loaded by --preload
+    assert (results.requests, results.failed, results.wrong) == (200, 0, 0), results.summary()
+
+
+@pytest.mark.e2e
+def test_without_the_gc_freeze_option_nothing_is_frozen(dsn: str, tmp_path: Path) -> None:
+    """The default: no freeze (it is an option)."""
+    server = serve(dsn, tmp_path, ["-c", "python:forkhooks.gunicorn"], WSGI)
+    server.stop()
+    assert "gc.freeze" not in server.log()
