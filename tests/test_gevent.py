@@ -48,8 +48,14 @@ CONTROLS = [
 
 
 def serve(dsn: str, tmp_path: Path, args: list[str], env: dict[str, str]) -> Server:
-    """gunicorn with 4 preloaded gevent workers, answering."""
-    return start(gunicorn(*args, WSGI), dsn, tmp_path, env=env)
+    """gunicorn with 4 preloaded gevent workers, answering, every one booted (a late one would get no load)."""
+    server = start(gunicorn(*args, WSGI), dsn, tmp_path, env=env)
+    try:
+        poll(lambda: server.log().count("after gevent patched") == 4, timeout=30, what="4 gevent workers booted")
+    except BaseException:
+        server.kill()
+        raise
+    return server
 
 
 def answers_at_all(server: Server) -> bool:

@@ -87,6 +87,14 @@ def freeze_before_fork(log: Log) -> None:
 # The signals that stop a worker: a systemd stop or Ctrl-C reaches every process of the group,
 # and a gunicorn master then sends each worker its own SIGQUIT.
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+# SIGTERM asks a gunicorn worker to finish what it does; SIGINT and SIGQUIT to quit now. A stop
+# already asked for makes a later one redundant, except a quick one after a graceful one.
+_QUICK: set[int] = {signal.SIGINT, signal.SIGQUIT}
+_AT_LEAST_AS_URGENT: dict[int, set[int]] = {
+    signal.SIGTERM: {signal.SIGTERM, *_QUICK},
+    signal.SIGINT: _QUICK,
+    signal.SIGQUIT: _QUICK,
+}
 
 
 class _Stopping:
@@ -95,6 +103,7 @@ class _Stopping:
     exiting = False  # closing for good: a later stop signal changes nothing
     busy = False  # a stop signal's handler is running
     pending: list[int] = []  # stop signals that arrived meanwhile
+    handled: set[int] = set()  # stop signals whose handler already ran
 
 
 def close_for_exit(*, log: Log | None = None, who: str = "worker", timeout: float | None = None) -> Report:
@@ -124,12 +133,15 @@ def guard_stop_signals(*, log: Log | None = None, who: str = "worker") -> None:
 
     def one_at_a_time(handler: Callable[[int, FrameType | None], Any]) -> Callable[[int, FrameType | None], Any]:
         def handle(signum: int, frame: FrameType | None) -> Any:
-            if _Stopping.exiting:
+            if _Stopping.exiting or _Stopping.handled & _AT_LEAST_AS_URGENT[signum]:
+                # The way out is taken, or a stop at least as urgent was already asked for (gunicorn's
+                # gevent worker exits from a greenlet its handler spawned: a second one would exit again).
                 return None
             if _Stopping.busy:
                 _Stopping.pending.append(signum)
                 return None
             _Stopping.busy = True
+            _Stopping.handled.add(signum)
             try:
                 result = handler(signum, frame)
             except SystemExit:
