@@ -7,7 +7,6 @@ and the drivers in the master: without forkhooks every request fails with
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from pathlib import Path
@@ -21,7 +20,7 @@ from .conftest import app_backends
 from .record import record
 from .servers import Server, gunicorn, poll, start
 from .test_hooks import run_python
-from .test_stops import closed_pools
+from .test_stops import stop_group
 
 pytest.importorskip("gevent", reason="the gevent worker needs gevent: pip install 'forkhooks[gevent]'")
 pytest.importorskip("packaging", reason="gunicorn's gevent worker imports packaging")
@@ -187,19 +186,10 @@ def test_a_signal_to_the_group_closes_every_gevent_workers_pool(
     name: str, args: list[str], sig: signal.Signals, dsn: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
     """As systemd and Ctrl-C stop it: each of the 4 gevent workers closes its pool; no traceback; no backend left."""
-    server = start(gunicorn(*args, WSGI), dsn, tmp_path)
-    try:
-        # Booted, not just forked: a signal that reaches a gevent worker before gunicorn installed its
-        # handlers (the worker is still patching) runs the master's inherited handler and is lost.
-        poll(lambda: server.log().count("after gevent patched") == 4, timeout=30, what="4 gevent workers booted")
-        results = loadgen.run(server.target, 100, concurrency=16)
-        assert (results.failed, results.wrong) == (0, 0), results.summary()
-        os.killpg(server.pid, sig)
-        server.proc.wait(30)
-    finally:
-        server.kill()
-    log = server.log()
-    closed = closed_pools(log)
+    # A signal that reaches a gevent worker before gunicorn installed its handlers (it is still patching) is lost.
+    closed, log = stop_group(
+        name, args, WSGI, sig, dsn, tmp_path, booted=lambda log: log.count("after gevent patched") == 4
+    )
     assert len(closed) == 4, log[-4000:]
     # gunicorn's gevent worker runs SIGINT/SIGQUIT's sys.exit(0) in a spawned greenlet, which gevent reports
     # ("... failed with SystemExit"), with or without forkhooks: the only traceback allowed.

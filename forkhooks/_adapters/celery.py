@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -149,28 +151,21 @@ def patch_hard_time_limit() -> bool:
     does not stop its query: the server runs it to the end, holding its locks
     and a connection slot.
     """
-    try:
-        from celery.worker.request import Request
-    except Exception:
-        return False
-    current = getattr(Request, "on_timeout", None)
-    if current is None or getattr(current, "_forkhooks", False):
-        return current is not None
-    original = current
 
-    def on_timeout(self: Any, soft: bool, timeout: float) -> Any:
-        pid = getattr(self, "worker_pid", None)
-        if not soft and pid and _parent is not None and os.getpid() == _parent:
-            try:
-                n = cancel_queries_of(int(pid))
-                log.info("forkhooks: hard time limit of pool process %s: cancelled %d running query(ies)", pid, n)
-            except Exception:
-                log.exception("forkhooks: cancelling the queries of pool process %s failed; continuing", pid)
-        return original(self, soft, timeout)
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def on_timeout(self: Any, soft: bool, timeout: float) -> Any:
+            pid = getattr(self, "worker_pid", None)
+            if not soft and pid and _parent is not None and os.getpid() == _parent:
+                try:
+                    n = cancel_queries_of(int(pid))
+                    log.info("forkhooks: hard time limit of pool process %s: cancelled %d running query(ies)", pid, n)
+                except Exception:
+                    log.exception("forkhooks: cancelling the queries of pool process %s failed; continuing", pid)
+            return original(self, soft, timeout)
 
-    on_timeout._forkhooks = True  # type: ignore[attr-defined]
-    Request.on_timeout = on_timeout  # type: ignore[method-assign]
-    return True
+        return on_timeout
+
+    return _wrap_method("celery.worker.request", "Request", "on_timeout", wrap)
 
 
 def patch_pool_terminate() -> bool:
@@ -183,27 +178,37 @@ def patch_pool_terminate() -> bool:
     running on the server. A warm shutdown lets tasks finish and never gets
     here.
     """
+
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def on_terminate(self: Any) -> Any:
+            if _parent is not None and os.getpid() == _parent:
+                try:
+                    pids = [p.pid for p in list(getattr(self._pool, "_pool", None) or []) if p.pid]
+                    n = sum(cancel_queries_of(pid) for pid in pids)
+                    log.info("forkhooks: terminating the pool: cancelled %d running query(ies)", n)
+                except Exception:
+                    log.exception("forkhooks: cancelling the pool processes' queries failed; continuing")
+            return original(self)
+
+        return on_terminate
+
+    return _wrap_method("celery.concurrency.prefork", "TaskPool", "on_terminate", wrap)
+
+
+def _wrap_method(
+    module: str, cls_name: str, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> bool:
+    """Replace `module.cls_name.name` with wrap(itself), once; False when Celery has no such method."""
     try:
-        from celery.concurrency.prefork import TaskPool
+        cls = getattr(importlib.import_module(module), cls_name)
     except Exception:
         return False
-    current = getattr(TaskPool, "on_terminate", None)
+    current = getattr(cls, name, None)
     if current is None or getattr(current, "_forkhooks", False):
         return current is not None
-    original = current
-
-    def on_terminate(self: Any) -> Any:
-        if _parent is not None and os.getpid() == _parent:
-            try:
-                pids = [p.pid for p in list(getattr(self._pool, "_pool", None) or []) if p.pid]
-                n = sum(cancel_queries_of(pid) for pid in pids)
-                log.info("forkhooks: terminating the pool: cancelled %d running query(ies)", n)
-            except Exception:
-                log.exception("forkhooks: cancelling the pool processes' queries failed; continuing")
-        return original(self)
-
-    on_terminate._forkhooks = True  # type: ignore[attr-defined]
-    TaskPool.on_terminate = on_terminate  # type: ignore[method-assign]
+    wrapped = wrap(current)
+    wrapped._forkhooks = True  # type: ignore[attr-defined]
+    setattr(cls, name, wrapped)
     return True
 
 
