@@ -216,7 +216,7 @@ def report(
 ) -> str:
     """Markdown tables of everything measured."""
     lines = [
-        f"Wagtail site built (generate, migrate, seed) in {site.seconds:.1f} s. {_versions()}; "
+        f"Wagtail site built (generate, migrate, populate) in {site.seconds:.1f} s. {_versions()}; "
         f"{os.cpu_count()} CPUs, {platform.machine()}.",
         "",
         "| worker class | with forkhooks: visits / failed / wrong | without: visits / failed / wrong |",

@@ -6,8 +6,8 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +149,24 @@ def parent(sock: Path) -> dict[str, Any]:
     return out
 
 
+def comes_true(check: Callable[[], bool], *, timeout: float) -> bool:
+    """Poll `check` with a bound: True as soon as it holds, False if it never did (a control's expected outcome)."""
+    try:
+        poll(check, timeout=timeout, what="")
+    except TimeoutError:
+        return False
+    return True
+
+
 def backends_left(db: psycopg.Connection, timeout: float = 10) -> int:
     """App backends still on the server once they had `timeout` seconds to go (0 expected)."""
-    deadline = time.monotonic() + timeout
-    while (left := app_backends(db)) and time.monotonic() < deadline:
-        time.sleep(0.1)  # a poll interval
-    return left
+    comes_true(lambda: app_backends(db) == 0, timeout=timeout)
+    return app_backends(db)
+
+
+def still_running(db: psycopg.Connection, backend: int, *, timeout: float = 5) -> bool:
+    """Whether `backend` still runs its pg_sleep after `timeout` s (well under the 30 s query; time to cancel)."""
+    return not comes_true(lambda: backend not in running(db, "pg_sleep"), timeout=timeout)
 
 
 def per_child_backends(rows: list[dict[str, Any]]) -> Counter[int]:

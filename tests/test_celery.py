@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from pathlib import Path
 
 import psycopg
@@ -22,8 +21,8 @@ from .jobrunners import (
     parent,
     per_child_backends,
     poll,
-    running,
     sessions,
+    still_running,
     tally,
 )
 from .project import jobs
@@ -161,10 +160,7 @@ def test_hard_time_limit_leaves_no_query_running(
         slow_backend = json.loads(r.lindex(jobs.EVENTS, 0))["slow_backend"]
         poll(lambda: "Hard time limit" in worker.log(), timeout=30, what="the hard time limit")
         # Well under the query's 30 s: long enough for a cancel, far too short for the query to end by itself.
-        deadline = time.monotonic() + 5
-        while slow_backend in running(db, "pg_sleep") and time.monotonic() < deadline:
-            time.sleep(0.05)  # a poll interval
-        still = slow_backend in running(db, "pg_sleep")
+        still = still_running(db, slow_backend)
         code = worker.stop()
     finally:
         app.close()
@@ -280,10 +276,7 @@ def test_hard_shutdown_cancels_running_queries(
         os.killpg(worker.pid, signal.SIGINT)  # still waiting for the task ("gracefully for cold shutdown")
         poll(lambda: "Waiting gracefully" in worker.log(), timeout=10, what="the wait for the cold shutdown")
         os.killpg(worker.pid, signal.SIGINT)  # hard shutdown: the pool is terminated, running tasks too
-        deadline = time.monotonic() + 5  # far less than the query's 30 s
-        while slow_backend in running(db, "pg_sleep") and time.monotonic() < deadline:
-            time.sleep(0.05)  # a poll interval
-        still = slow_backend in running(db, "pg_sleep")
+        still = still_running(db, slow_backend)
         exited = None
         if not still:
             exited = worker.proc.wait(30)  # the pool process, freed from its query, ends: the worker exits

@@ -30,6 +30,7 @@ from .jobrunners import (
     poll,
     running,
     sessions,
+    still_running,
     tally,
 )
 from .project import jobs
@@ -194,10 +195,7 @@ def test_rq_stopped_mid_query(
             os.killpg(worker.pid, signal.SIGTERM)
             os.kill(horse, signal.SIGTERM)
         code = worker.proc.wait(30)
-        deadline = time.monotonic() + 5  # far less than the query's 30 s
-        while slow_backend in running(db, "pg_sleep") and time.monotonic() < deadline:
-            time.sleep(0.05)  # a poll interval
-        still = slow_backend in running(db, "pg_sleep")
+        still = still_running(db, slow_backend)
     finally:
         worker.kill()
         if slow_backend:

@@ -1,7 +1,7 @@
 """A site no one here wrote: Wagtail as `wagtail start` makes it, preloaded in gunicorn, under a mixed load.
 
 The site is generated from the installed Wagtail once per run, on its own
-PostgreSQL database with Django's pool, migrated and seeded (tests/wagtailsite).
+PostgreSQL database with Django's pool, migrated and populated (tests/wagtailsite).
 Its start-up reads from the database, as many sites' do, so with --preload the
 master holds a pooled connection when it forks. Other worker classes (sync,
 uvicorn) and the benchmark run in bench/wagtail.py.
@@ -34,7 +34,7 @@ ENABLED = [
 
 @pytest.fixture(scope="session")
 def site(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[wagtailsite.WagtailSite]:
-    """The generated, migrated, seeded Wagtail site (built once per run)."""
+    """The generated, migrated, populated Wagtail site (built once per run)."""
     built = wagtailsite.build(tmp_path_factory.mktemp("wagtail") / "site", dsn)
     try:
         yield built
