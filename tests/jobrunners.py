@@ -20,6 +20,10 @@ from forkhooks.demo.process import poll
 from .conftest import PYTHON, ROOT, app_backends, child_env
 from .project import jobs
 
+# The job runners' Django settings: pooling on (min 1, max 4), with and without the forkhooks.django app.
+WITH_APP = "tests.project.settings_jobs"
+WITHOUT = "tests.project.settings_jobs_without"
+
 
 def client(sock: Path) -> redis.Redis:
     """A Redis client on the test Redis."""

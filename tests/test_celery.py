@@ -14,6 +14,8 @@ import psycopg
 import pytest
 
 from .jobrunners import (
+    WITH_APP,
+    WITHOUT,
     backends_left,
     celery,
     client,
@@ -28,8 +30,6 @@ from .jobrunners import (
 from .project import jobs
 from .record import record
 
-WITH_APP = "tests.project.settings_jobs"  # INSTALLED_APPS has forkhooks.django
-WITHOUT = "tests.project.settings_jobs_without"
 MAX_SIZE = 4  # settings_jobs' pool max_size
 
 # (case, settings, env, tasks)

@@ -22,6 +22,8 @@ import rq
 
 from .conftest import PYTHON
 from .jobrunners import (
+    WITH_APP,
+    WITHOUT,
     WorkerProcess,
     backends_left,
     client,
@@ -36,8 +38,6 @@ from .jobrunners import (
 from .project import jobs
 from .record import record
 
-WITH_APP = "tests.project.settings_jobs"  # INSTALLED_APPS has forkhooks.django
-WITHOUT = "tests.project.settings_jobs_without"
 N = 100  # echo jobs (+ the naive close and the slow job)
 
 # (case, settings, worker class)
