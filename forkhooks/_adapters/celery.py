@@ -139,7 +139,7 @@ ROLE = "celery-worker"  # pool processes name their connections <prefix>:celery-
 
 def cancel_queries_of(pid: int) -> int:
     """From the main process: cancel the queries pool process `pid` is running; how many."""
-    return _cancel.cancel_queries_of(pid, ROLE)
+    return _cancel.cancel_queries_of(pid, ROLE, log=log)
 
 
 def patch_hard_time_limit() -> bool:
