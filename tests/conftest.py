@@ -106,6 +106,8 @@ SUPPORT_DISTS = (
     "gevent",
     "celery",
     "rq",
+    "huey",
+    "django-q2",
     "wagtail",
 )
 _SUPPORT: dict[str, Any] = {"started": time.time(), "postgresql": None}
