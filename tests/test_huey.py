@@ -72,7 +72,8 @@ def run_huey(
 
 def enqueue(dsn: str, sock: Path, env: dict[str, str], job: str, args: list[str]) -> None:
     """Enqueue with Huey's own task call, from a process of its own (tests/project/enqueue.py)."""
-    full = child_env(dsn, FORKHOOKS_TEST_REDIS=str(sock), DJANGO_SETTINGS_MODULE=WITHOUT, **env)
+    own = {k: v for k, v in env.items() if k != "FORKHOOKS_TEST_PARENT"}  # only the runner's process holds a session
+    full = child_env(dsn, FORKHOOKS_TEST_REDIS=str(sock), DJANGO_SETTINGS_MODULE=WITHOUT, **own)
     argv = [PYTHON, "-m", "tests.project.enqueue", "huey", job, *args]
     done = subprocess.run(argv, cwd=ROOT, env=full, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -171,9 +172,11 @@ def test_huey_worker_killed_mid_query(
 ) -> None:
     """A process worker SIGKILLed (the OOM killer) in pg_sleep(30): its query is gone within 3 s; Huey replaces
     the worker; a Ctrl-C (SIGINT to the group) then stops the consumer with 0 backends left."""
-    env = env_for(broker)
+    # The consumer holds a session only with forkhooks: without, the killed worker's query would be on it.
+    env = env_for(broker, **({} if case == "control" else {"FORKHOOKS_TEST_PARENT": "1"}))
     worker = run_huey(dsn, broker, tmp_path, settings, env)
     slow_backend = 0
+    code = stopped_in = None
     try:
         enqueue(dsn, broker, env, "slow", ["30"])
         poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=30, what="the slow job's query")
@@ -182,9 +185,10 @@ def test_huey_worker_killed_mid_query(
         poll(lambda: slow_backend in running(db, "pg_sleep"), timeout=10, what="the job's pg_sleep running")
         os.kill(event["pid"], signal.SIGKILL)
         still = still_running(db, slow_backend, timeout=3)
-        if case != "control":  # Huey's health check (every 10 s) starts a new worker in its place
+        if case != "control":  # the control stops at its proof
+            # Huey's health check (every 10 s) starts a new worker in its place.
             poll(lambda: client(broker).llen(READY) >= 5, timeout=20, what="the replacement worker")
-        code, stopped_in = stop(worker, signal.SIGINT, timeout=30)
+            code, stopped_in = stop(worker, signal.SIGINT, timeout=30)
     finally:
         worker.kill()
         if slow_backend:  # never leave a 30 s query behind for the next test
@@ -198,6 +202,8 @@ def test_huey_worker_killed_mid_query(
     assert f"huey process {event['pid']} died (signal 9) without closing: ended 1 backend(s)" in worker.log()
     assert code == 0, worker.log()[-3000:]
     assert left == 0
+    par = parent(broker)
+    assert par["errors"] == [] and "after" in par, par  # checked after a clean stop: never killed
 
 
 # (worker type, case, settings): nothing forks, so nothing is shared; forkhooks must change nothing there.
@@ -235,3 +241,21 @@ def test_huey_thread_and_greenlet_workers(
     assert left == 0
     assert "forkhooks: huey" not in worker.log(), worker.log()[-3000:]
     assert app_backends(db) == 0
+
+
+def test_runner_detection() -> None:
+    """forkhooks.django loads a runner's adapter for that runner's command only, and only with its app installed."""
+    code = (
+        "import django, sys; django.setup()\n"
+        "from forkhooks.django.apps import runner_command as r\n"
+        "print([r(['manage.py', c]) for c in ('run_huey', 'qcluster', 'runserver', '--help')], r(['manage.py']),"
+        " 'forkhooks._adapters.huey' in sys.modules)\n"
+    )
+    out = {}
+    for settings in (WITH_APP, "tests.project.settings_jobs"):  # the second has neither Huey nor django-q2
+        env = child_env("", DJANGO_SETTINGS_MODULE=settings)
+        done = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        out[settings] = done.stdout.strip()
+    assert out[WITH_APP] == "['run_huey', 'qcluster', None, None] None False", out
+    assert out["tests.project.settings_jobs"] == "[None, None, None, None] None False", out
