@@ -256,3 +256,38 @@ def test_q2_worker_killed_mid_query(
     assert left == 0
     par = parent(broker)
     assert par["errors"] == [] and "after" in par, par  # checked after a clean stop: never killed
+
+
+# (case, settings)
+STOPPED = [("forkhooks.django", WITH_APP), ("control", WITHOUT)]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("case", "settings"), STOPPED, ids=[c[0] for c in STOPPED])
+def test_q2_stopped_mid_query(
+    case: str, settings: str, dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
+) -> None:
+    """systemd's stop (SIGTERM to the group) while a worker is in pg_sleep(30): the worker cancels its query
+    before it dies of the signal; without, the query runs on. 0 backends within 10 s either way of the
+    qcluster process's upstream hang."""
+    env = env_for()
+    worker = qcluster(dsn, broker, tmp_path, settings, env)
+    slow_backend = 0
+    try:
+        enqueue(dsn, broker, env, "slow", ["30"])
+        poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=30, what="the slow job's query")
+        slow_backend = json.loads(client(broker).lindex(jobs.EVENTS, 0))["slow_backend"]
+        poll(lambda: slow_backend in running(db, "pg_sleep"), timeout=10, what="the job's pg_sleep running")
+        os.killpg(worker.pid, signal.SIGTERM)
+        still = still_running(db, slow_backend, timeout=3)
+        left = backends_left(db, timeout=10 if not still else 0)
+    finally:
+        worker.kill()
+        if slow_backend:  # never leave a 30 s query behind for the next test
+            db.execute("SELECT pg_terminate_backend(%s)", [slow_backend])
+    record("django-q2", f"stop-mid-query-{case}", tally([], []), query_left_running=still, backends_left=left)
+    if case == "control":
+        assert still, "without forkhooks.django the stop ended the query anyway"
+        return
+    assert not still, worker.log()[-3000:]
+    assert left == 0

@@ -206,6 +206,48 @@ def test_huey_worker_killed_mid_query(
     assert par["errors"] == [] and "after" in par, par  # checked after a clean stop: never killed
 
 
+PSYCOPG2 = "tests.project.settings_runners_psycopg2"
+# (case, settings, env): psycopg2, whose worker cannot act on Huey's SIGTERM (KeyboardInterrupt) before its query
+# returns; psycopg 3 cancels by itself on KeyboardInterrupt.
+STOPPED = [
+    ("forkhooks.django-psycopg2", PSYCOPG2, {}),
+    ("control-psycopg2", PSYCOPG2, {"FORKHOOKS_TEST_APP": "0"}),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("case", "settings", "env"), STOPPED, ids=[c[0] for c in STOPPED])
+def test_huey_stopped_mid_query(
+    case: str, settings: str, env: dict[str, str], dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
+) -> None:
+    """systemd's stop (SIGTERM to the group) while a worker is in pg_sleep(30): the consumer cancels the query
+    before it interrupts its workers, and exits; without, the query runs on and the consumer waits for it."""
+    env = env_for(broker, **env)
+    worker = run_huey(dsn, broker, tmp_path, settings, env)
+    slow_backend = 0
+    try:
+        enqueue(dsn, broker, env, "slow", ["30"])
+        poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=30, what="the slow job's query")
+        slow_backend = json.loads(client(broker).lindex(jobs.EVENTS, 0))["slow_backend"]
+        poll(lambda: slow_backend in running(db, "pg_sleep"), timeout=10, what="the job's pg_sleep running")
+        os.killpg(worker.pid, signal.SIGTERM)
+        still = still_running(db, slow_backend, timeout=3)
+        exited = comes_true(lambda: worker.proc.poll() is not None, timeout=10 if not still else 2)
+    finally:
+        worker.kill()
+        if slow_backend:  # never leave a 30 s query behind for the next test
+            db.execute("SELECT pg_terminate_backend(%s)", [slow_backend])
+    left = backends_left(db)
+    record("huey", f"stop-mid-query-{case}", tally([], []), query_left_running=still, exited=exited, backends_left=left)
+    if case.startswith("control"):
+        assert still and not exited, "without forkhooks.django the stop ended the query anyway"
+        return
+    assert not still, worker.log()[-3000:]
+    assert exited and worker.proc.returncode == 0, worker.log()[-3000:]
+    assert "cancelled 1 running query(ies)" in worker.log(), worker.log()[-3000:]
+    assert left == 0
+
+
 # (worker type, case, settings): nothing forks, so nothing is shared; forkhooks must change nothing there.
 UNFORKED = [
     ("thread", "forkhooks.django", WITH_APP),

@@ -12,7 +12,9 @@ each one that dies, times out or is recycled. Then:
   ``<prefix>:q2-worker:<pid>@<host>`` and warms its pools at django-q2's
   ``post_spawn``; django-q2 hands the connection back to the pool around each
   task (close_old_connections) and the pools live as long as the worker; a
-  worker that returns (recycled, stopped, timed out) closes them;
+  worker that returns (recycled, stopped, timed out) closes them, and one sent
+  SIGTERM (systemd stopping the service; django-q2 leaves it the default
+  action) closes them, cancelling its running query, then dies of it;
 - before the Sentinel terminates a worker past its task timeout, it cancels
   that worker's running query (psycopg2 cannot act on the timeout signal
   before its query returns); once it finds a child dead of a signal (the OOM
@@ -24,7 +26,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from .. import _core
@@ -141,7 +145,21 @@ def _on_post_spawn(sender: Any = None, **kwargs: Any) -> None:
         util.Finalize(None, _close_at_exit, exitpriority=10)
     except Exception:
         log.exception("forkhooks: arranging to close at exit failed; continuing")
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a project that set its own keeps it
+            signal.signal(signal.SIGTERM, _close_then_die)
+    except Exception:
+        log.exception("forkhooks: arranging to close on SIGTERM failed; continuing")
     _core.warm(log=log, who="django-q2 worker")
+
+
+def _close_then_die(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM stays fatal, as django-q2 makes it; first the running query is cancelled.
+    try:
+        _core.close(log=log, who="django-q2 worker")
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _close_at_exit() -> None:
