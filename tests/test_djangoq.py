@@ -150,6 +150,8 @@ def test_q2_cluster(case: str, settings: str, dsn: str, db: psycopg.Connection, 
         parent_survived=par["survived"],
         parent_errors=len(par["errors"]),
         parent_holds_backend=parent_holds,
+        errors=dict(results.errors.most_common(2)),
+        parent_error=par["errors"][:1],
         backends_left=left,
         exited_after_sigterm=exited,
     )

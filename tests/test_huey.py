@@ -129,6 +129,8 @@ def test_huey_process_workers(
         parent_survived=par["survived"],
         parent_errors=len(par["errors"]),
         parent_holds_backend=parent_holds,
+        errors=dict(results.errors.most_common(2)),
+        parent_error=par["errors"][:1],
         backends_left=left,
         stop_s=stopped_in,
     )
