@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from forkhooks._core import tracked
@@ -35,6 +36,7 @@ from .conftest import PYTHON, ROOT, child_env
 from .jobrunners import WITHOUT, celery, client, collect, tally
 from .record import record
 from .servers import Server, gunicorn, poll, start
+from .test_hooks import run_python
 from .test_uwsgi import WORKERS, clean, closed, ini, opened
 from .test_uwsgi import serve as serve_uwsgi
 
@@ -45,7 +47,9 @@ ENV = {"FORKHOOKS_WARM_TIMEOUT": str(WARM_TIMEOUT), "FORKHOOKS_EXAMPLE_STARTUP_Q
 RECOVERY = 15.0  # bound on the first success once PostgreSQL accepts connections again
 REQUESTS = 200
 REQUEST_TIMEOUT = 5.0  # per request after recovery: under the pool's 10 s checkout timeout
-NOT_READY = re.compile(r"pool 'default' not ready within 1\.0s \(no connection[^)]*\); the worker serves")
+NOT_READY = re.compile(
+    r"pool 'default' not ready within 1\.0s \(no connection: .+\); the worker serves and Django opens the pool on"
+)
 # uWSGI's stop signals as bits of /proc/<pid>/task/<tid>/status SigBlk (bit n-1 for signal n).
 STOP_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 STOP_BITS = {s - 1 for s in STOP_SIGNALS}
@@ -338,3 +342,49 @@ def test_control_psycopg_pool_wait_closes_the_pool_for_good_and_forkhooks_wait_d
     finally:
         theirs.close()
         ours.close()
+
+
+LIMITED = "forkhooks_outage_limited"
+
+
+@pytest.mark.e2e
+def test_django_pool_holding_some_connections_is_kept(dsn: str, db: psycopg.Connection) -> None:
+    """A server that answers but grants fewer connections than min_size (a role limited to 1, min_size 2):
+    one warning with the count and the server's error, and the pool is kept, open, and serves."""
+    db.execute(f"DROP ROLE IF EXISTS {LIMITED}")
+    db.execute(f"CREATE ROLE {LIMITED} LOGIN CONNECTION LIMIT 1")
+    try:
+        done = run_python(
+            """
+            import logging, os, sys
+            logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+            import django
+            from django.conf import settings
+            from forkhooks.demo.site.database import django_database
+            settings.configure(DATABASES={"default": django_database(
+                os.environ["LIMITED_DSN"], pool={"min_size": 2, "max_size": 2})})
+            django.setup()
+            import forkhooks
+            from django.db import connection
+            forkhooks.warm(timeout=1.0)
+            pool = connection.pool
+            print("kept", not pool.closed, pool.get_stats()["pool_available"])
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                print("query", cursor.fetchone()[0])
+            print("same", connection.pool is pool)
+            """,
+            dsn,
+            LIMITED_DSN=make_conninfo(dsn, user=LIMITED),
+        )
+    finally:
+        db.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{LIMITED}'")
+        poll(lambda: not db.execute(f"SELECT 1 FROM pg_stat_activity WHERE usename = '{LIMITED}'").fetchall(),
+             timeout=5, what="the limited role's sessions gone")  # fmt: skip
+        db.execute(f"DROP ROLE {LIMITED}")
+    out = done.stdout
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert out.count("not ready within") == 1, out
+    assert "pool 'default' not ready within 1.0s (1 of min_size=2 connections: " in out, out
+    assert "too many connections for role" in out and "the pool keeps connecting" in out, out
+    assert "kept True 1" in out and "query 1" in out and "same True" in out, out

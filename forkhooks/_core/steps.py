@@ -226,15 +226,16 @@ def _warm_django_pool(alias: str, pool: Any, timeout: float, log: Log) -> str:
     waited = _tracked.wait_min_size(pool, timeout)
     if waited.ready:
         return f"{alias!r} ({pool.min_size} connections)"
-    if waited.idle:  # the server answers, slowly: keep the pool, it goes on filling
-        reason = f"{waited.idle} of min_size={pool.min_size} connections"
+    error = f": {waited.error}" if waited.error else ""
+    if waited.idle:  # the server answers (slowly, or up to a limit): keep the pool, it goes on filling
+        reason = f"{waited.idle} of min_size={pool.min_size} connections{error}"
         then = "the pool keeps connecting"
     else:
         # The server is unreachable. The pool would go on retrying with psycopg_pool's backoff
         # (1, 2, 4, ... s): after a long outage its next attempt can come long after the server
         # is back. Without forkhooks Django opens its pool on the first request, so do as it
         # does: drop this one (bounded close) and let the first request build a fresh one.
-        reason = f"no connection: {waited.error}" if waited.error else "no connection"
+        reason = f"no connection{error}"
         then = "Django opens the pool on the first request"
         _django.forget_pool(alias, pool)
         _close_pool(pool, _settings.close_timeout())
