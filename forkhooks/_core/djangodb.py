@@ -111,8 +111,8 @@ def pool_of(alias: str) -> Any | None:
     return getattr(conns[alias], "pool", None) if conns is not None else None
 
 
-def invalid_pools() -> list[str]:
-    """A message per alias whose OPTIONS['pool'] cannot build a pool (building one opens nothing)."""
+def try_building_pools() -> list[str]:
+    """Build each alias's pool object and drop it again (opens nothing); a message per alias that cannot build one."""
     problems = []
     for alias in pooled_aliases():
         try:

@@ -18,9 +18,9 @@ _user_names: dict[str, Any] = {}
 _user_env: list[str | None] = []
 
 
-def enabled() -> bool:
+def enabled(log: _settings.Warns | None = None) -> bool:
     """FORKHOOKS_APPLICATION_NAME (default on): label connections with role and pid."""
-    return _settings.flag("FORKHOOKS_APPLICATION_NAME", True)
+    return _settings.application_name_enabled(log)
 
 
 def compose(prefix: str | None, role: str, pid: int) -> str:
@@ -39,9 +39,9 @@ def parse(name: str) -> tuple[str, str, int] | None:
     return head, role, int(rest)
 
 
-def label(role: str) -> str | None:
+def label(role: str, log: _settings.Warns | None = None) -> str | None:
     """Make this process's future connections carry `<prefix>:<role>:<pid>`; returns the name."""
-    if not enabled():
+    if not enabled(log):
         return None
     pid = os.getpid()
     if not _user_env:
