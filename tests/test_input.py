@@ -402,3 +402,26 @@ def checks_in_workers(dsn: str, run_dir: Path, conf: Path, worker_class: str) ->
         else:  # without forkhooks the workers share the master's pool: no clean stop to ask for
             server.kill()
     return re.findall(r"test checks: (\S+)", server.log())
+
+
+@pytest.mark.e2e
+def test_bad_settings_are_one_uwsgi_line_each_with_4_workers(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """The same under uWSGI (forkhooks.uwsgi): each bad value once, through uWSGI's log, at WARNING; serves, stops."""
+    from .test_uwsgi import fifo, ini, wait_exit
+    from .test_uwsgi import serve as serve_uwsgi
+
+    env = {"FORKHOOKS_CLOSE_TIMEOUT": "-3", "FORKHOOKS_WARM": "maybe"}
+    server = serve_uwsgi(dsn, tmp_path, ini(tmp_path), env=env)
+    try:
+        results = loadgen.run(server.target, 100, concurrency=8)
+    finally:
+        fifo(server, b"q")
+        code = wait_exit(server, db)
+    log = server.log()
+    assert code == 0, log[-3000:]
+    assert (results.failed, results.wrong) == (0, 0), results.summary()
+    for name, value in env.items():
+        lines = [line for line in log.splitlines() if f"{name}=" in line]
+        assert len(lines) == 1, "\n".join(lines)
+        assert lines[0].startswith(f"WARNING forkhooks: {name}={value!r} is not "), lines[0]
+    assert len(re.findall(r"worker \d+ opened 'default' \(2 connections\)", log)) == 4  # the default: on
