@@ -174,7 +174,8 @@ def run(args: Any) -> int:
         return USAGE
     problems = _django.try_building_pools()
     for problem in problems:
-        print(f"forkhooks.E001 {problem}: a gunicorn or uWSGI master with forkhooks refuses to start with it")
+        print(f"forkhooks.E001 {problem}")
+        print("  a gunicorn or uWSGI master with forkhooks refuses to start with it: every request would fail")
     budgets = check(args.workers, args.threads, args.dirty_workers, args.dirty_threads)
     if not budgets:
         print("forkhooks check: no PostgreSQL database in DATABASES")
