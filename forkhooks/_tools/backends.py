@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .appname import parse
+from .appname import Owner as Named
+from .appname import alive, ours, parse
 from .common import error_text, use_settings
 
 _QUERY = """
@@ -31,16 +31,9 @@ class Backend:
     idle_seconds: float
 
     @property
-    def owner(self) -> tuple[str, str, int] | None:
-        """(prefix, role, pid) when forkhooks named it."""
+    def owner(self) -> Named | None:
+        """(prefix, role, pid, host) when forkhooks named it."""
         return parse(self.application_name)
-
-    @property
-    def local(self) -> bool:
-        """True when the client is on this host (Unix socket or loopback)."""
-        if not self.client_addr:
-            return True
-        return ipaddress.ip_address(self.client_addr.split("/")[0]).is_loopback
 
 
 @dataclass
@@ -50,16 +43,6 @@ class Owner:
     name: str
     backends: list[Backend] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def fetch(conn: Any) -> list[Backend]:
@@ -77,7 +60,7 @@ def group(backends: list[Backend]) -> list[Owner]:
         key = f"{who[1]} {who[2]} ({who[0]})" if who else (b.application_name or "(no application_name)")
         owner = owners.setdefault(key, Owner(key))
         owner.backends.append(b)
-        if who and b.local and not _alive(who[2]) and "ORPHAN: owner pid gone" not in owner.flags:
+        if ours(who) and not alive(who.pid) and "ORPHAN: owner pid gone" not in owner.flags:
             owner.flags.append("ORPHAN: owner pid gone")
         if who and who[1] == "master" and "held by a master" not in owner.flags:
             owner.flags.append("held by a master")
