@@ -39,7 +39,11 @@ CASES = [
     ("forkhooks.celery-replacements", WITHOUT, {"FORKHOOKS_TEST_CELERY": "1", "FORKHOOKS_TEST_MAX_TASKS": "20"}, 200),
     ("forkhooks.django-only", WITH_APP, {}, 100),
     ("control", WITHOUT, {}, 100),
+    # An app whose code is not yours: Celery's own -I (--include) imports forkhooks.celery in the worker.
+    ("forkhooks.celery-via-include", WITHOUT, {}, 200),
 ]
+# Extra `celery worker` arguments per case.
+ARGS = {"forkhooks.celery-via-include": ("-I", "forkhooks.celery")}
 
 
 def tags(n: int) -> list[str]:
@@ -53,13 +57,22 @@ def broker(redis_socket: Path) -> Path:
     return redis_socket
 
 
-def run(dsn: str, sock: Path, tmp: Path, db: psycopg.Connection, settings: str, env: dict[str, str], n: int) -> dict:
+def run(
+    dsn: str,
+    sock: Path,
+    tmp: Path,
+    db: psycopg.Connection,
+    settings: str,
+    env: dict[str, str],
+    n: int,
+    extra: tuple[str, ...] = (),
+) -> dict:
     """Start a worker, send n echo tasks, collect, stop it with SIGTERM to its group; return what was measured."""
     from celery import Celery
 
     app = Celery("sender", broker=f"redis+socket://{sock}", set_as_current=False)
     start = sessions(db)
-    worker = celery(dsn, sock, tmp, settings=settings, env={"FORKHOOKS_TEST_PARENT": "1", **env})
+    worker = celery(dsn, sock, tmp, settings=settings, env={"FORKHOOKS_TEST_PARENT": "1", **env}, extra=extra)
     sent = tags(n)
     try:
         for tag in sent:
@@ -97,7 +110,7 @@ def test_celery_prefork(
     tmp_path: Path,
 ) -> None:
     """forkhooks.celery: every task right, the parent closes before each fork, pools kept across tasks."""
-    out = run(dsn, broker, tmp_path, db, settings, env, n)
+    out = run(dsn, broker, tmp_path, db, settings, env, n, ARGS.get(case, ()))
     results, par = out["results"], out["parent"]
     per_child = per_child_backends(out["rows"])
     record(
