@@ -31,7 +31,7 @@ from .conftest import PYTHON, ROOT, child_env
 from .jobrunners import comes_true, still_running
 from .record import record
 from .servers import Server, gunicorn, poll, start
-from .test_faults import children, sleeping_backends, wait_workers
+from .test_faults import WORKERS, children, ready_workers, sleeping_backends, wait_workers
 
 WSGI = "forkhooks.demo.site.wsgi:application"
 ASGI = "forkhooks.demo.site.asgi:application"
@@ -106,9 +106,13 @@ def replacement_serves(server: Server, dead: int) -> Results:
     return after
 
 
-def ended_lines(log: str) -> list[tuple[int, int, int]]:
-    """(master, backends, worker) of each 'ended N backend(s)' line."""
-    return [(int(m), int(n), int(w)) for m, n, w in ENDED.findall(log)]
+def ended_lines(log: str) -> list[tuple[int, int]]:
+    """(master, worker) of each 'ended N backend(s)' line, N >= 1.
+
+    N is the sleeping backend and, when the master is quicker than the server, the worker's idle
+    pooled one too (an idle backend sees its client's socket close and exits by itself).
+    """
+    return [(int(m), int(w)) for m, n, w in ENDED.findall(log) if int(n) >= 1]
 
 
 def master_backends(db: psycopg.Connection, master: int) -> int:
@@ -128,6 +132,10 @@ KILLED = [
     ("k-sync", ["-k", "forkhooks.workers.SyncWorker"], WSGI),
     ("k-uvicorn", ["-k", "forkhooks.workers.UvicornWorker"], ASGI),
 ]
+# gunicorn's default, no --preload: the master never imports the app; DJANGO_SETTINGS_MODULE in its
+# environment is enough for it to find the database (it loads the settings, not the app).
+NO_PRELOAD = [PYTHON, "-m", "gunicorn", "-w", str(WORKERS), "-b", "unix:{sock}", *HOOKS, "-k", "sync", WSGI]
+SETTINGS = {"DJANGO_SETTINGS_MODULE": "forkhooks.demo.site.settings"}
 
 
 @pytest.mark.e2e
@@ -145,8 +153,26 @@ def test_gunicorn_sigkilled_worker_query_ends_within_3s(
     finally:
         server.stop()
     record("reaping", f"sigkill-{name}", after, gone_s=took)
-    assert ended_lines(log) == [(server.pid, 1, slow.worker)], log[-3000:]
+    assert ended_lines(log) == [(server.pid, slow.worker)], log[-3000:]
     assert held == 0, "the master keeps its reaping connection open"
+
+
+@pytest.mark.e2e
+def test_gunicorn_without_preload_sigkilled_worker_query_ends_within_3s(
+    dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """No --preload: the master loads Django's settings (not the app) when a worker dies uncleanly, and reaps."""
+    server = start(NO_PRELOAD, dsn, tmp_path, env=SETTINGS)
+    try:
+        slow, took = kill_worker_mid_query(server, db)
+        replacement_serves(server, slow.worker)
+        held = master_backends(db, server.pid)
+        log = server.log()
+    finally:
+        server.stop()
+    assert took <= GONE_WITHIN
+    assert ended_lines(log) == [(server.pid, slow.worker)], log[-3000:]
+    assert held == 0
 
 
 @pytest.mark.e2e
@@ -200,7 +226,7 @@ def test_gunicorn_stop_that_outlasts_graceful_timeout_ends_the_killed_worker_que
     record("reaping", "stop-graceful-timeout-sync", Results(), gone_after_exit_s=took)
     assert took is not None and took <= GONE_WITHIN, f"backend of worker {slow.worker} still there: {log[-3000:]}"
     # The 3 idle workers closed their pools and marked it: the master ended nothing of theirs.
-    assert ended_lines(log) == [(server.pid, 1, slow.worker)], log[-3000:]
+    assert ended_lines(log) == [(server.pid, slow.worker)], log[-3000:]
 
 
 @pytest.mark.e2e
@@ -211,6 +237,113 @@ def test_control_gunicorn_stop_that_outlasts_graceful_timeout_leaves_the_query(
     server, slow, took = stop_group_mid_query(NO_REAPING, dsn, db, tmp_path)
     assert took is None, f"backend {slow.backend} ended {took}s after the master exited, without the fix"
     assert not ended_lines(server.log())
+
+
+# -- the exit mark: a worker that closed everything costs its master no connection ---------------
+
+NO_MARK = ["-c", "python:tests.reap_nomark"]  # forkhooks' hooks, no exit mark: the master looks for every worker
+
+
+def clean_stop_with_planted_backend(conf: list[str], dsn: str, db: psycopg.Connection, tmp_path: Path) -> bool:
+    """Stop gunicorn (SIGTERM, idle workers) while a backend named for one of its workers sleeps; whether it survives.
+
+    The planted backend stands for one the worker would have left open: the master ends it only if it looks.
+    """
+    server = start(gunicorn(*conf, "-k", "sync", WSGI), dsn, tmp_path)
+    try:
+        worker = min(wait_workers(server))
+        planted = Sleeper(dsn, compose(None, "worker", worker))
+        planted.start()
+        poll(lambda: planted.backend in {b for b, _ in sleeping_backends(db)}, timeout=10, what="the planted backend")
+        assert server.stop() == 0
+        survived = not gone(db, planted.backend)
+    finally:
+        server.kill()
+    db.execute("SELECT pg_terminate_backend(%s)", [planted.backend])
+    planted.join(10)
+    return survived
+
+
+@pytest.mark.e2e
+def test_gunicorn_master_skips_workers_that_closed_cleanly(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """Idle workers stopped cleanly mark their close: the master does not look (a backend named for one survives)."""
+    assert clean_stop_with_planted_backend(HOOKS, dsn, db, tmp_path)
+
+
+@pytest.mark.e2e
+def test_control_gunicorn_master_without_exit_mark_looks_for_every_worker(
+    dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Control: without the mark the master connects for each reaped worker, and ends the planted backend."""
+    assert not clean_stop_with_planted_backend(NO_MARK, dsn, db, tmp_path)
+
+
+# -- 5. a dirty worker SIGKILLed mid-query (gunicorn >= 25) ------------------------------------------
+
+DIRTY = ["--dirty-app", "tests.reap_dirty:SleepApp", "--dirty-workers", "1"]
+DIRTY_APP = "tests.reap_dirty:application"
+
+
+def dirty_sleeping(db: psycopg.Connection) -> list[tuple[int, str]]:
+    """(backend pid, application_name) of dirty workers' backends in pg_sleep."""
+    rows = db.execute(
+        "SELECT pid, application_name FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%%pg_sleep%%'"
+        " AND application_name LIKE 'forkhooks:dirty-worker:%%'"
+    ).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def kill_dirty_worker_mid_query(
+    conf: list[str], dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> tuple[Server, int, float | None]:
+    """SIGKILL the dirty worker in pg_sleep(30): (server, dirty worker pid, s from the kill to its backend gone)."""
+    pytest.importorskip("gunicorn.dirty", reason="dirty workers need gunicorn >= 25")
+    server = start(gunicorn(*conf, *DIRTY, "-k", "sync", DIRTY_APP), dsn, tmp_path)
+    pool = ThreadPoolExecutor(1)
+    try:
+        # The dirty arbiter is the master's child too: count the warmed workers only.
+        poll(lambda: len(ready_workers(server)) == WORKERS, timeout=20, what="4 warmed workers")
+        pool.submit(loadgen.get, server.target, f"/dirty-sleep?seconds={SLEEP}", SLEEP + 10)
+        found: list[tuple[int, str]] = []
+
+        def sleeping() -> bool:
+            found[:] = dirty_sleeping(db)
+            return bool(found)
+
+        poll(sleeping, timeout=20, what="a dirty worker's backend in pg_sleep")
+        ((backend, name),) = found
+        owner = parse(name)
+        assert owner is not None and owner.host == host_token(), name
+        os.kill(owner.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        took: float | None = None
+        if comes_true(lambda: gone(db, backend), timeout=CONTROL_WATCH):
+            took = round(time.monotonic() - killed_at, 2)
+        else:
+            db.execute("SELECT pg_terminate_backend(%s)", [backend])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        server.stop()
+    return server, owner.pid, took
+
+
+@pytest.mark.e2e
+def test_gunicorn_sigkilled_dirty_worker_query_ends_within_3s(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+    """The dirty arbiter reaps a SIGKILLed dirty worker and ends its pg_sleep backend within 3 s, in one line."""
+    server, dirty, took = kill_dirty_worker_mid_query(HOOKS, dsn, db, tmp_path)
+    log = server.log()
+    record("reaping", "sigkill-dirty-worker", Results(), gone_s=took)
+    assert took is not None and took <= GONE_WITHIN, f"dirty worker {dirty}'s backend: {took}; {log[-3000:]}"
+    assert re.search(rf"forkhooks: dirty arbiter \d+ ended [12] backend\(s\) of dirty worker {dirty}, which died", log)
+
+
+@pytest.mark.e2e
+def test_control_gunicorn_sigkilled_dirty_worker_query_runs_on(
+    dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Control: a dirty_worker_exit that only closes the arbiter's own; the killed dirty worker's query runs 5 s on."""
+    server, dirty, took = kill_dirty_worker_mid_query(NO_REAPING, dsn, db, tmp_path)
+    assert took is None, f"dirty worker {dirty}'s backend ended {took}s after the kill, without the fix"
 
 
 # -- 6. identity: a pid of another pid namespace is never ours -------------------------------------
