@@ -165,11 +165,12 @@ def test_gunicorn_without_preload_sigkilled_worker_query_ends_within_3s(
     server = start(NO_PRELOAD, dsn, tmp_path, env=SETTINGS)
     try:
         slow, took = kill_worker_mid_query(server, db)
-        replacement_serves(server, slow.worker)
+        after = replacement_serves(server, slow.worker)
         held = master_backends(db, server.pid)
         log = server.log()
     finally:
         server.stop()
+    record("reaping", "sigkill-no-preload", after, gone_s=took)
     assert took <= GONE_WITHIN
     assert ended_lines(log) == [(server.pid, slow.worker)], log[-3000:]
     assert held == 0
