@@ -20,6 +20,7 @@ from typing import Any
 from .. import _core
 from .._core import Log, Report
 from .._core import djangodb as _django
+from .._tools import appname
 from . import cancel
 from .forks import install
 from .lifecycle import child_started, close_for_exit, guard_stop_signals, master_ready, worker_ready
@@ -264,6 +265,8 @@ def end_backends_of_dead(
 ) -> int:
     """Terminate the backends of reaped workers that did not close them; never raises; how many."""
     log = log or _core.steps._log
+    if not appname.enabled():  # FORKHOOKS_APPLICATION_NAME=0: no backend carries a worker's name to find
+        return 0
     total = 0
     for worker in workers:
         pid = _pid(worker)
