@@ -265,7 +265,7 @@ def end_backends_of_dead(
 ) -> int:
     """Terminate the backends of reaped workers that did not close them; never raises; how many."""
     log = log or _core.steps._log
-    if not appname.enabled():  # FORKHOOKS_APPLICATION_NAME=0: no backend carries a worker's name to find
+    if not appname.enabled(log):  # FORKHOOKS_APPLICATION_NAME=0: no backend carries a worker's name to find
         return 0
     total = 0
     for worker in workers:
