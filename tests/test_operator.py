@@ -10,6 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from forkhooks._tools.appname import compose
+
 from .conftest import PYTHON, ROOT, app_backends, child_env
 from .servers import poll
 from .test_gunicorn import WSGI, serve
@@ -107,7 +109,7 @@ def test_gunicorn_master_warns_when_over_budget(dsn: str, db: psycopg.Connection
 def test_each_worker_names_its_connections(
     dsn: str, db: psycopg.Connection, tmp_path: Path, prefix: str | None
 ) -> None:
-    """Backends carry <prefix>:worker:<pid> of the worker that holds them; the master holds none."""
+    """Backends carry <prefix>:worker:<pid>@<host> of the worker that holds them; the master holds none."""
     worker_dsn = (
         f"{dsn}&application_name={prefix}"
         if prefix and "?" in dsn
@@ -120,7 +122,7 @@ def test_each_worker_names_its_connections(
         pids = worker_pids(server.log())
     finally:
         server.stop()
-    expected = sorted(f"{prefix or 'forkhooks'}:worker:{pid}" for pid in pids for _ in range(2))
+    expected = sorted(compose(prefix, "worker", pid) for pid in pids for _ in range(2))
     assert seen == expected
 
 
@@ -145,9 +147,9 @@ def test_connections_groups_by_owner_and_flags_what_needs_a_look(dsn: str, db: p
     gone.wait(10)
     alive = os.getpid()
     with (
-        psycopg.connect(dsn, application_name=f"forkhooks:worker:{gone.pid}") as orphan,
-        psycopg.connect(dsn, application_name=f"forkhooks:master:{alive}") as master,
-        psycopg.connect(dsn, application_name=f"forkhooks:worker:{alive}") as busy,
+        psycopg.connect(dsn, application_name=compose(None, "worker", gone.pid)) as orphan,
+        psycopg.connect(dsn, application_name=compose(None, "master", alive)) as master,
+        psycopg.connect(dsn, application_name=compose(None, "worker", alive)) as busy,
     ):
         orphan.execute("SELECT 1")
         master.execute("SELECT 1")

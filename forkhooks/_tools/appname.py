@@ -1,9 +1,19 @@
-"""Name each process's new connections after its role and pid, so the server shows who holds each backend."""
+"""Name each process's new connections after its role, pid and host, so the server shows who holds each backend.
+
+A name is ``<prefix>:<role>:<pid>@<host>``. The host part tells machines (and
+containers, which have their own pid namespace) apart: pids repeat across
+them, and a supervisor that cancels the queries of "worker 4711" must never
+touch another machine's worker 4711 on the same database.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
-from typing import Any
+import socket
+import uuid
+from typing import Any, NamedTuple, TypeGuard
 
 from .._core import djangodb as _django
 from .._core import settings as _settings
@@ -11,37 +21,99 @@ from .._core import settings as _settings
 # PostgreSQL keeps NAMEDATALEN - 1 = 63 bytes of application_name.
 MAX_LENGTH = 63
 DEFAULT_PREFIX = "forkhooks"
+HOST_LENGTH = 8  # base32 characters: 40 bits
 
 # The names the user chose, captured before forkhooks changed anything; a
 # child inherits them, so every generation keeps the user's prefix.
 _user_names: dict[str, Any] = {}
 _user_env: list[str | None] = []
+_host: list[str] = []
 
 
-def enabled() -> bool:
-    """FORKHOOKS_APPLICATION_NAME (default on): label connections with role and pid."""
-    return _settings.flag("FORKHOOKS_APPLICATION_NAME", True)
+class Owner(NamedTuple):
+    """The process a name made by compose() stands for."""
+
+    prefix: str
+    role: str
+    pid: int
+    host: str | None  # None for a name an older forkhooks made: never acted on
 
 
-def compose(prefix: str | None, role: str, pid: int) -> str:
-    """`<prefix>:<role>:<pid>`, the prefix cut so the pid always fits in 63 bytes."""
-    suffix = f":{role.replace(' ', '-')}:{pid}"
-    head = (prefix or DEFAULT_PREFIX).encode()[: MAX_LENGTH - len(suffix.encode())]
-    return head.decode(errors="ignore") + suffix
+def enabled(log: _settings.Warns | None = None) -> bool:
+    """FORKHOOKS_APPLICATION_NAME (default on): label connections with role, pid and host."""
+    return _settings.application_name_enabled(log)
 
 
-def parse(name: str) -> tuple[str, str, int] | None:
-    """(prefix, role, pid) of a name made by compose(), None for any other name."""
-    prefix, sep, rest = name.rpartition(":")
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def host_token() -> str:
+    """This host's (and pid namespace's) short token: the same for every process that can see the same pids.
+
+    Linux: the kernel's boot id (random at each boot) and the pid namespace's
+    inode, so two machines, or two containers on one machine, never share it
+    (but for a 1 in 2**40 chance). Elsewhere: the MAC-based node id and the host name.
+    """
+    if not _host:
+        try:
+            pidns = str(os.stat("/proc/self/ns/pid").st_ino)
+        except OSError:
+            pidns = ""
+        boot = _read("/proc/sys/kernel/random/boot_id")
+        seed = f"{boot}:{pidns}" if boot else f"{uuid.getnode()}:{socket.gethostname()}"
+        digest = hashlib.sha256(seed.encode()).digest()
+        _host.append(base64.b32encode(digest).decode().lower()[:HOST_LENGTH])
+    return _host[0]
+
+
+def suffix(role: str, pid: int, host: str | None = None) -> str:
+    """The end of every name compose() makes for this role and pid: `:<role>:<pid>@<host>`."""
+    return f":{role.replace(' ', '-')}:{pid}@{host or host_token()}"
+
+
+def compose(prefix: str | None, role: str, pid: int, host: str | None = None) -> str:
+    """`<prefix>:<role>:<pid>@<host>`, the prefix cut so the rest always fits in 63 bytes."""
+    tail = suffix(role, pid, host)
+    head = (prefix or DEFAULT_PREFIX).encode()[: MAX_LENGTH - len(tail.encode())]
+    return head.decode(errors="ignore") + tail
+
+
+def parse(name: str) -> Owner | None:
+    """The owner named by compose() (or by an older forkhooks, without a host), None for any other name."""
+    rest, at, host = name.rpartition("@")
+    if not at or not host.isalnum():
+        rest, host = name, ""
+    prefix, sep, pid = rest.rpartition(":")
     head, sep2, role = prefix.rpartition(":")
-    if not (sep and sep2 and rest.isdigit()):
+    if not (sep and sep2 and pid.isdigit() and role):
         return None
-    return head, role, int(rest)
+    return Owner(head, role, int(pid), host or None)
 
 
-def label(role: str) -> str | None:
-    """Make this process's future connections carry `<prefix>:<role>:<pid>`; returns the name."""
-    if not enabled():
+def ours(owner: Owner | None) -> TypeGuard[Owner]:
+    """True when the name was made on this host (or in this container): its pid is one of ours."""
+    return owner is not None and owner.host == host_token()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (a zombie counts until it is reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def label(role: str, log: _settings.Warns | None = None) -> str | None:
+    """Make this process's future connections carry `<prefix>:<role>:<pid>@<host>`; returns the name."""
+    if not enabled(log):
         return None
     pid = os.getpid()
     if not _user_env:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .appname import parse
+from .appname import Owner as Named
+from .appname import alive, ours, parse
+from .common import error_text, use_settings
 
 _QUERY = """
 SELECT pid, application_name, state, client_addr::text,
@@ -29,16 +31,9 @@ class Backend:
     idle_seconds: float
 
     @property
-    def owner(self) -> tuple[str, str, int] | None:
-        """(prefix, role, pid) when forkhooks named it."""
+    def owner(self) -> Named | None:
+        """(prefix, role, pid, host) when forkhooks named it."""
         return parse(self.application_name)
-
-    @property
-    def local(self) -> bool:
-        """True when the client is on this host (Unix socket or loopback)."""
-        if not self.client_addr:
-            return True
-        return ipaddress.ip_address(self.client_addr.split("/")[0]).is_loopback
 
 
 @dataclass
@@ -48,16 +43,6 @@ class Owner:
     name: str
     backends: list[Backend] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def fetch(conn: Any) -> list[Backend]:
@@ -75,7 +60,7 @@ def group(backends: list[Backend]) -> list[Owner]:
         key = f"{who[1]} {who[2]} ({who[0]})" if who else (b.application_name or "(no application_name)")
         owner = owners.setdefault(key, Owner(key))
         owner.backends.append(b)
-        if who and b.local and not _alive(who[2]) and "ORPHAN: owner pid gone" not in owner.flags:
+        if ours(who) and not alive(who.pid) and "ORPHAN: owner pid gone" not in owner.flags:
             owner.flags.append("ORPHAN: owner pid gone")
         if who and who[1] == "master" and "held by a master" not in owner.flags:
             owner.flags.append("held by a master")
@@ -121,29 +106,56 @@ def _connect(args: Any) -> Any:
             conn = psycopg2.connect(dsn, application_name="forkhooks-connections")
             conn.autocommit = True
             return conn
-    if args.settings:
-        os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
-    import django
     from django.db import connections
 
-    django.setup()
     wrapper = connections[args.alias]
     params = wrapper.get_connection_params()
     params["application_name"] = "forkhooks-connections"
     return wrapper.Database.connect(**params)
 
 
+# Exit statuses.
+CLEAN, ALARMING, USAGE, UNREACHABLE = 0, 1, 2, 3
+
+EPILOG = f"""exit status:
+  {CLEAN}  nothing that needs a look (idle in transaction is shown, not counted)
+  {ALARMING}  an orphan (owner pid gone on this host) or a backend held by a master
+  {USAGE}  usage error: no server given (--dsn/FORKHOOKS_DSN or --settings/DJANGO_SETTINGS_MODULE),
+     or Django settings that cannot be loaded
+  {UNREACHABLE}  cannot connect to the server (the line says why)"""
+
+
+def _django_ready(args: Any) -> str | None:
+    """Set Django up from --settings / DJANGO_SETTINGS_MODULE; why not, in one line, when it cannot be."""
+    if not use_settings(args.settings):
+        return "no server given: pass --dsn (or set FORKHOOKS_DSN) or --settings (or set DJANGO_SETTINGS_MODULE)"
+    try:
+        import django
+        from django.db import connections
+
+        django.setup()
+        connections[args.alias]  # an unknown alias is a usage error, not an unreachable server
+    except Exception as exc:
+        return f"cannot use the Django settings: {error_text(exc)}"
+    return None
+
+
 def run(args: Any) -> int:
-    """Print the report; exit 1 when an orphan or a master-held backend is found."""
+    """Print the report; exit 1 when an orphan or a master-held backend is found (EPILOG)."""
+    if not (args.dsn or os.environ.get("FORKHOOKS_DSN")):
+        problem = _django_ready(args)
+        if problem:
+            print(f"forkhooks connections: {problem}", file=sys.stderr)
+            return USAGE
     try:
         conn = _connect(args)
     except Exception as exc:
-        print(f"forkhooks connections: cannot connect: {type(exc).__name__}: {str(exc).strip()}")
-        return 2
+        print(f"forkhooks connections: cannot connect: {error_text(exc)}", file=sys.stderr)
+        return UNREACHABLE
     try:
         owners = group(fetch(conn))
     finally:
         conn.close()
     print(render(owners))
     alarming = {"ORPHAN: owner pid gone", "held by a master"}
-    return 1 if any(alarming & set(o.flags) for o in owners) else 0
+    return ALARMING if any(alarming & set(o.flags) for o in owners) else CLEAN
