@@ -113,6 +113,7 @@ GUNICORN = [
 ]
 
 
+@pytest.mark.slow  # one outage per server kind, once in the matrix; the fast cases below run everywhere
 @pytest.mark.e2e
 @pytest.mark.parametrize(("name", "args", "with_forkhooks"), GUNICORN, ids=[g[0] for g in GUNICORN])
 def test_gunicorn_started_while_postgresql_is_down_serves_once_it_is_back(
@@ -162,6 +163,7 @@ def thread_masks(pid: int) -> dict[int, set[int]]:
 UWSGI = [("default", "uwsgi.ini"), ("lazy-apps", "uwsgi-lazy-apps.ini")]
 
 
+@pytest.mark.slow  # one outage per server kind, once in the matrix; the fast cases below run everywhere
 @pytest.mark.e2e
 @pytest.mark.parametrize(("name", "example"), UWSGI, ids=[u[0] for u in UWSGI])
 def test_uwsgi_started_while_postgresql_is_down_serves_once_it_is_back(
@@ -192,6 +194,7 @@ def test_uwsgi_started_while_postgresql_is_down_serves_once_it_is_back(
     clean(log)
 
 
+@pytest.mark.slow  # one outage per server kind, once in the matrix; the fast cases below run everywhere
 @pytest.mark.e2e
 def test_celery_pool_processes_started_while_postgresql_is_down_run_tasks_once_it_is_back(
     down_pg: EmbeddedPostgres, redis_socket: Path, tmp_path: Path
