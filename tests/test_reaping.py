@@ -245,12 +245,14 @@ def test_control_gunicorn_stop_that_outlasts_graceful_timeout_leaves_the_query(
 NO_MARK = ["-c", "python:tests.reap_nomark"]  # forkhooks' hooks, no exit mark: the master looks for every worker
 
 
-def clean_stop_with_planted_backend(conf: list[str], dsn: str, db: psycopg.Connection, tmp_path: Path) -> bool:
+def clean_stop_with_planted_backend(
+    conf: list[str], dsn: str, db: psycopg.Connection, tmp_path: Path, kind: tuple[str, ...] = ("-k", "sync", WSGI)
+) -> bool:
     """Stop gunicorn (SIGTERM, idle workers) while a backend named for one of its workers sleeps; whether it survives.
 
     The planted backend stands for one the worker would have left open: the master ends it only if it looks.
     """
-    server = start(gunicorn(*conf, "-k", "sync", WSGI), dsn, tmp_path)
+    server = start(gunicorn(*conf, *kind), dsn, tmp_path)
     try:
         worker = min(wait_workers(server))
         planted = Sleeper(dsn, compose(None, "worker", worker))
@@ -265,10 +267,17 @@ def clean_stop_with_planted_backend(conf: list[str], dsn: str, db: psycopg.Conne
     return survived
 
 
+# uvicorn's worker dies by the stop signal (it re-raises it): it marks its close before it does.
+CLEAN_STOPS = {"sync": (*HOOKS, "-k", "sync", WSGI), "k-uvicorn": ("-k", "forkhooks.workers.UvicornWorker", ASGI)}
+
+
 @pytest.mark.e2e
-def test_gunicorn_master_skips_workers_that_closed_cleanly(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", CLEAN_STOPS)
+def test_gunicorn_master_skips_workers_that_closed_cleanly(
+    kind: str, dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
     """Idle workers stopped cleanly mark their close: the master does not look (a backend named for one survives)."""
-    assert clean_stop_with_planted_backend(HOOKS, dsn, db, tmp_path)
+    assert clean_stop_with_planted_backend([], dsn, db, tmp_path, CLEAN_STOPS[kind])
 
 
 @pytest.mark.e2e
