@@ -7,6 +7,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -29,13 +30,15 @@ def _free_port() -> int:
 
 
 class PgBouncer:
-    """pgbouncer in `tmp` with its own ini and userlist, in `mode` (session or transaction), for the server `dsn`.
+    """pgbouncer in a directory of its own (ini, userlist), in `mode` (session or transaction), for `server_dsn`.
 
     pgbouncer refuses to run as root; as root it drops to the owner of the
     server's socket directory (the only user that may enter it), else nobody.
     """
 
-    def __init__(self, binary: str, server_dsn: str, tmp: Path, mode: str) -> None:
+    def __init__(self, binary: str, server_dsn: str, mode: str) -> None:
+        # Its own directory in /tmp: as root, pgbouncer runs as another user, who cannot enter pytest's.
+        tmp = self.tmp = Path(tempfile.mkdtemp(prefix=f"forkhooks-pgbouncer-{mode}-"))
         server = conninfo_to_dict(server_dsn)
         self.user = str(server.get("user") or pwd.getpwuid(os.getuid()).pw_name)
         self.dbname = str(server.get("dbname") or self.user)
@@ -64,11 +67,9 @@ class PgBouncer:
             os.chown(tmp, pwd.getpwnam(owner).pw_uid, -1)
             argv += ["-u", owner]
         argv.append(str(ini))
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.DEVNULL, stderr=open(tmp / "pgbouncer.err", "wb"), start_new_session=True
-        )
+        with open(tmp / "pgbouncer.err", "wb") as err:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
         self.dsn = make_conninfo(host="127.0.0.1", port=self.port, user=self.user, dbname=self.dbname)
-        self.tmp = tmp
         try:
             poll(self._ready, timeout=20, what=f"pgbouncer ({mode}) answering on 127.0.0.1:{self.port}")
         except BaseException:
@@ -104,3 +105,4 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
