@@ -74,15 +74,22 @@ django.setup()
 from forkhooks._adapters import cancel
 if os.environ.get("CASE_NO_DETECTION") == "1":  # the control: detection undone
     cancel._through_pooler = lambda conn, cur: False
-print(json.dumps([cancel.cancel_queries_of(int(sys.argv[1]), "celery-worker") for _ in range(2)]))
+pid = int(sys.argv[1])
+if sys.argv[2] == "end":
+    print(json.dumps([cancel.end_backends_of(pid) for _ in range(2)]))
+else:
+    print(json.dumps([cancel.cancel_queries_of(pid, "celery-worker") for _ in range(2)]))
 """
 
 
-def cancel_from_parent(url: str, pid: int, settings: str = "settings_jobs", **env: str) -> tuple[list[int], str]:
-    """cancel_queries_of(pid, 'celery-worker') twice, in a process whose Django settings (tests.project.`settings`:
-    psycopg 3 with Django's pool, as the job runners' tests use, or psycopg2) point at `url`."""
+def cancel_from_parent(
+    url: str, pid: int, settings: str = "settings_jobs", call: str = "cancel", **env: str
+) -> tuple[list[int], str]:
+    """cancel_queries_of(pid, 'celery-worker') (or end_backends_of(pid): `call` 'end') twice, in a process whose
+    Django settings (tests.project.`settings`: psycopg 3 with Django's pool, as the job runners' tests use, or
+    psycopg2) point at `url`: (the two counts, its log)."""
     done = subprocess.run(
-        [PYTHON, "-c", CANCELLER, str(pid)],
+        [PYTHON, "-c", CANCELLER, str(pid), call],
         cwd=ROOT,
         env=child_env(url, DJANGO_SETTINGS_MODULE=f"tests.project.{settings}", **env),
         capture_output=True,
@@ -170,6 +177,45 @@ def test_cancel_direct_cancels_the_right_query(dsn: str, db: psycopg.Connection,
     assert counts == [1, 0], log
     assert (own.result(), stranger.result()) == ("QueryCanceled", "completed")
     assert "connection pooler" not in log
+
+
+@pytest.mark.parametrize("case", ["direct", "transaction", "transaction-no-detection"])
+def test_end_backends_of_a_gone_process(dsn: str, db: psycopg.Connection, pgbouncers: Bouncers, case: str) -> None:
+    """end_backends_of(a gone pid): direct, its orphaned backend is terminated; through pgbouncer, the server
+    backend that kept its name (pgbouncer's, idle) is left alone, said once. Control: detection undone kills it."""
+    if case == "direct":
+        with killed_client(dsn, db) as (gone, backend):
+            counts, log = cancel_from_parent(dsn, gone, call="end")
+            assert counts == [1, 0], log
+            poll(lambda: backend not in sleeping(db), timeout=5, what="the orphan's backend terminated")
+        return
+    bouncer = pgbouncers("transaction")
+    code = "import os, psycopg\nfrom forkhooks._tools.appname import compose\n"
+    code += "c = psycopg.connect(os.environ['FORKHOOKS_DSN'], autocommit=True,"
+    code += " application_name=compose(None, 'worker', os.getpid()))\nc.execute('SELECT 1')"
+    with psycopg.connect(bouncer.dsn) as other:
+        other.execute("SELECT 1")  # holds a server backend in its transaction: the client gets another
+        client = subprocess.Popen([PYTHON, "-c", code], cwd=ROOT, env=child_env(bouncer.dsn))
+        assert client.wait(60) == 0
+    # pgbouncer reuses the last released backend first: the cancelling process's queries run on `other`'s,
+    # not on the one the client named (which would spare itself: pid <> pg_backend_pid()).
+    name = compose(None, "worker", client.pid)
+
+    def named() -> list[int]:
+        rows = db.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [name]).fetchall()
+        return [int(r[0]) for r in rows]
+
+    # The client exited cleanly; pgbouncer's server backend it used keeps its name.
+    assert len(named()) == 1
+    env = {"CASE_NO_DETECTION": "1"} if case.endswith("no-detection") else {}
+    counts, log = cancel_from_parent(bouncer.dsn, client.pid, call="end", **env)
+    if env:
+        assert counts == [1, 0], log
+        poll(lambda: not named(), timeout=5, what="pgbouncer's backend terminated")
+        return
+    assert counts == [0, 0], log
+    assert len(named()) == 1
+    assert len([line for line in log.splitlines() if "connection pooler" in line]) == 1, log
 
 
 # -- forkhooks connections -----------------------------------------------------------------------

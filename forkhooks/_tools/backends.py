@@ -22,6 +22,12 @@ end of the connection:
 - Connected through a pooler itself (the backend pid the server announced
   differs from pg_backend_pid()), the tool says so in one line and gives no
   verdict at all (exit 0): connect to the server directly for them.
+
+Exit status: 1 for a proven ORPHAN or a backend held by a master (its name
+being its holder's, or the holder unknown), 2 when the server cannot be
+reached, else 0 ("idle in transaction" and the no-verdict lines are notes).
+Proof needs /proc and ``ss`` (iproute2), as root or as the user of both the
+clients and the server for Unix sockets.
 """
 
 from __future__ import annotations
@@ -170,12 +176,19 @@ class Clients:
         row = cur.fetchone()
         self.seen_as: str | None = row[0]
         self.why = ""
+        self.holders: dict[int, list[int]] = {}
+        self.tcp: dict[tuple[str, int], int] = {}
+        self.unix: dict[int, tuple[str, int]] | None = None
         if not os.path.isdir("/proc/self/fd"):
             self.why = "no /proc on this system"
             return
-        self.holders = _socket_holders()
-        self.tcp = _tcp_sockets()
-        self.unix = _unix_streams()
+        try:
+            self.holders = _socket_holders()
+            self.tcp = _tcp_sockets()
+            self.unix = _unix_streams()
+        except (OSError, ValueError) as exc:  # an unexpected /proc: no proof, and no crash
+            self.why = f"this host's sockets cannot be read ({type(exc).__name__}: {exc})"
+            return
         if self.seen_as is not None:
             # Our own socket must appear here under the address and port the server sees:
             # else address translation (or another network namespace) lies between us.
