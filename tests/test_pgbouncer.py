@@ -72,8 +72,10 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s
 import django
 django.setup()
 from forkhooks._adapters import cancel
-if os.environ.get("CASE_NO_DETECTION") == "1":  # the control: detection undone
+if os.environ.get("CASE_NO_DETECTION") == "1":  # a control: detection undone
     cancel._through_pooler = lambda conn, cur: False
+if os.environ.get("CASE_NO_PROOF") == "1":  # a control: the kernel's word on who holds a backend ignored
+    cancel._proven = lambda conn, rows, pid, log: [int(r[0]) for r in rows]
 pid = int(sys.argv[1])
 if sys.argv[2] == "end":
     print(json.dumps([cancel.end_backends_of(pid) for _ in range(2)]))
@@ -138,14 +140,20 @@ def unnamed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("case", "settings"),
-    [("detected", "settings_jobs"), ("detected", "settings_jobs_psycopg2"), ("no-detection", "settings_jobs")],
+    [
+        ("pooled", "settings_jobs"),
+        ("pooled", "settings_jobs_psycopg2"),
+        ("pooled-no-detection", "settings_jobs"),
+        ("direct", "settings_jobs"),
+        ("direct-no-proof", "settings_jobs"),
+    ],
 )
 def test_cancel_spares_a_strangers_query_behind_pgbouncer(
     dsn: str, db: psycopg.Connection, pgbouncers: Bouncers, case: str, settings: str, unnamed: None
 ) -> None:
-    """A stranger's pg_sleep on the server backend a celery-worker client used last is not cancelled; said once.
-
-    Control (detection undone in the cancelling process): the stranger's query is cancelled.
+    """A stranger's pg_sleep on the server backend a celery-worker client used last, both through pgbouncer, is not
+    cancelled: by a supervisor through pgbouncer too (said once), or connected directly (pgbouncer holds that
+    backend). Controls: the pooler detection, or the kernel's proof, undone: the stranger's query is cancelled.
     """
     bouncer = pgbouncers("transaction")
     worker = compose(None, "celery-worker", os.getpid())
@@ -154,13 +162,19 @@ def test_cancel_spares_a_strangers_query_behind_pgbouncer(
     stranger = Sleeper(bouncer.dsn, None)
     stranger.start()
     poll(lambda: worker in sleeping(db).values(), timeout=10, what="the stranger's pg_sleep under the worker's name")
-    env = {"CASE_NO_DETECTION": "1"} if case == "no-detection" else {}
-    counts, log = cancel_from_parent(bouncer.dsn, os.getpid(), settings, **env)
+    # Through pgbouncer the kernel's proof would spare the stranger too: the control undoes both.
+    control = {"pooled-no-detection": ["CASE_NO_DETECTION", "CASE_NO_PROOF"], "direct-no-proof": ["CASE_NO_PROOF"]}
+    env = dict.fromkeys(control.get(case, []), "1")
+    supervisor = bouncer.dsn if case.startswith("pooled") else dsn
+    counts, log = cancel_from_parent(supervisor, os.getpid(), settings, **env)
     outcome = stranger.result()
     if env:
         assert (counts, outcome) == ([1, 0], "QueryCanceled"), log
         return
     assert (counts, outcome) == ([0, 0], "completed"), log
+    if case == "direct":
+        assert f"pid {bouncer.pid} (pgbouncer) holds its connection" in log, log
+        return
     warnings = [line for line in log.splitlines() if "connection pooler" in line]
     assert len(warnings) == 1, log
     assert warnings[0].startswith("WARNING") and "client_connection_check_interval = 500" in warnings[0]
@@ -207,7 +221,7 @@ def test_end_backends_of_a_gone_process(dsn: str, db: psycopg.Connection, pgboun
 
     # The client exited cleanly; pgbouncer's server backend it used keeps its name.
     assert len(named()) == 1
-    env = {"CASE_NO_DETECTION": "1"} if case.endswith("no-detection") else {}
+    env = dict.fromkeys(["CASE_NO_DETECTION", "CASE_NO_PROOF"], "1") if case.endswith("no-detection") else {}
     counts, log = cancel_from_parent(bouncer.dsn, client.pid, call="end", **env)
     if env:
         assert counts == [1, 0], log
