@@ -17,7 +17,7 @@ from .. import _core
 from .._core import djangodb
 from .._tools import appname
 from . import forks
-from .cancel import cancel_queries_of
+from .cancel import cancel_queries_of, end_backends_of
 
 __all__ = ["ForkhooksWorkerMixin", "Worker"]
 
@@ -39,7 +39,8 @@ class ForkhooksWorkerMixin:
     os._exit. When the worker kills a horse (cold shutdown, a stop-job
     command, a horse stuck past its timeout) it cancels the horse's queries
     first; a horse sent SIGTERM (systemd stopping every process of the
-    service) cancels and closes before it dies of the signal.
+    service) cancels and closes before it dies of the signal; a horse killed
+    by anything else has its backends ended by the worker once it is gone.
     """
 
     def fork_work_horse(self, job: Any, queue: Any) -> Any:
@@ -85,6 +86,22 @@ class ForkhooksWorkerMixin:
             except Exception:
                 getattr(self, "log", log).exception("forkhooks: cancelling horse %s's queries failed; continuing", pid)
         return super().kill_horse(*args, **kwargs)  # type: ignore[misc]
+
+    def handle_work_horse_killed(self, job: Any, retpid: Any, ret_val: Any, rusage: Any) -> Any:
+        """A horse died without finishing its job (the OOM killer, ``kill -9``): end its backends, then RQ's handling.
+
+        A horse killed that way runs no Python, and its query goes on in the
+        server, holding its locks and a connection slot.
+        """
+        if retpid:
+            logger = getattr(self, "log", log)
+            try:
+                n = end_backends_of(int(retpid), log=logger)
+                if n:
+                    logger.info("forkhooks: horse %s died without closing: ended %d backend(s)", retpid, n)
+            except Exception:
+                logger.exception("forkhooks: ending horse %s's backends failed; continuing", retpid)
+        return super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
 
 
 def _close_then_die(signum: int, frame: FrameType | None) -> None:
