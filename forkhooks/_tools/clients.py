@@ -61,9 +61,9 @@ def _socket_holders() -> dict[int, list[int]]:
     return holders
 
 
-def _tcp_sockets() -> dict[tuple[str, int], int]:
-    """(local address, local port) -> inode (0 once its process closed it) of this host's TCP sockets."""
-    found: dict[tuple[str, int], int] = {}
+def _tcp_sockets() -> dict[tuple[str, int, int], int]:
+    """(local address, local port, remote port) -> inode (0 once its process closed it) of this host's TCP sockets."""
+    found: dict[tuple[str, int, int], int] = {}
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(path) as f:
@@ -81,7 +81,7 @@ def _tcp_sockets() -> dict[tuple[str, int], int]:
             ip = ipaddress.ip_address(raw)
             if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
                 ip = ip.ipv4_mapped
-            found[(str(ip), int(port_hex, 16))] = int(cols[9])
+            found[(str(ip), int(port_hex, 16), int(cols[2].split(":")[1], 16))] = int(cols[9])
     return found
 
 
@@ -105,12 +105,16 @@ class Clients:
     def __init__(self, conn: Any) -> None:
         cur = conn.cursor()
         # How the server sees this process: NULL over a Unix socket (then the server is on this host).
-        cur.execute("SELECT host(inet_client_addr()), inet_client_port()")
+        cur.execute(
+            "SELECT host(inet_client_addr()), inet_client_port(),"
+            " coalesce(inet_server_port(), current_setting('port')::int), pg_backend_pid()"
+        )
         row = cur.fetchone()
         self.seen_as: str | None = row[0]
+        self.port = int(row[2])  # where TCP clients reach the server
         self.why = ""
         self.holders: dict[int, list[int]] = {}
-        self.tcp: dict[tuple[str, int], int] = {}
+        self.tcp: dict[tuple[str, int, int], int] = {}
         self.unix: dict[int, tuple[str, int]] | None = None
         if not os.path.isdir("/proc/self/fd"):
             self.why = "no /proc on this system"
@@ -122,12 +126,14 @@ class Clients:
         except (OSError, ValueError) as exc:  # an unexpected /proc: no proof, and no crash
             self.why = f"this host's sockets cannot be read ({type(exc).__name__}: {exc})"
             return
+        # Our own connection must be found held by us, as the server sees it: else address translation,
+        # another network namespace, or a server in another container (its pids not ours) lies between.
         if self.seen_as is not None:
-            # Our own socket must appear here under the address and port the server sees:
-            # else address translation (or another network namespace) lies between us.
-            inode = self.tcp.get((self.seen_as, int(row[1])))
+            inode = self.tcp.get((self.seen_as, int(row[1]), self.port))
             if not inode or os.getpid() not in self.holders.get(inode, ()):
                 self.why = f"the server sees this host as {self.seen_as}:{row[1]}, not a socket of ours"
+        elif os.getpid() not in self._unix(int(row[3])).pids:
+            self.why = "the server's backends cannot be looked at from here (needs ss, and root or the server's user)"
 
     def local(self, addr: str) -> bool:
         """Whether a client the server sees at `addr` is on this host."""
@@ -144,7 +150,7 @@ class Clients:
             return self._unix(backend)
         if not client_addr or not self.local(client_addr):
             return Holder(why=f"its client {client_addr}:{client_port} is not this host")
-        inode = self.tcp.get((client_addr, client_port), 0)
+        inode = self.tcp.get((client_addr, client_port, self.port), 0)
         if not inode:  # no such socket any more, or only its closing half (no process holds it)
             return Holder(closed=True)
         return self._held(inode)
