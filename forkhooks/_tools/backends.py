@@ -23,9 +23,10 @@ end of the connection:
   differs from pg_backend_pid()), the tool says so in one line and gives no
   verdict at all (exit 0): connect to the server directly for them.
 
-Exit status: 1 for a proven ORPHAN or a backend held by a master (its name
-being its holder's, or the holder unknown), 2 when the server cannot be
-reached, else 0 ("idle in transaction" and the no-verdict lines are notes).
+Exit status (EPILOG): 1 for a proven ORPHAN or a backend held by a master
+(its name being its holder's, or the holder unknown), else 0 ("idle in
+transaction" and the no-verdict lines are notes); 2 and 3 for usage errors
+and an unreachable server.
 Proof needs /proc and ``ss`` (iproute2), as root or as the user of both the
 clients and the server for Unix sockets.
 """
@@ -33,6 +34,7 @@ clients and the server for Unix sockets.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,7 @@ from .._adapters.cancel import _through_pooler
 from .appname import Owner as Named
 from .appname import alive, ours, parse
 from .clients import Clients, comm
+from .common import error_text, use_settings
 
 _QUERY = """
 SELECT pid, application_name, state, host(client_addr),
@@ -51,7 +54,7 @@ ORDER BY application_name, pid
 
 ORPHAN = "ORPHAN: owner pid gone"
 MASTER = "held by a master"
-ALARMING = {ORPHAN, MASTER}  # the verdicts that exit 1
+VERDICTS = {ORPHAN, MASTER}  # the flags that exit ALARMING
 POOLED = (
     "forkhooks connections: connected through a connection pooler (pgbouncer or the like): a server backend "
     "there keeps the name of the last client that used it, so no backend is called an orphan or a master's; "
@@ -175,25 +178,53 @@ def _connect(args: Any) -> Any:
             conn = psycopg2.connect(dsn, application_name="forkhooks-connections")
             conn.autocommit = True
             return conn
-    if args.settings:
-        os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
-    import django
     from django.db import connections
 
-    django.setup()
     wrapper = connections[args.alias]
     params = wrapper.get_connection_params()
     params["application_name"] = "forkhooks-connections"
     return wrapper.Database.connect(**params)
 
 
+# Exit statuses.
+CLEAN, ALARMING, USAGE, UNREACHABLE = 0, 1, 2, 3
+
+EPILOG = f"""exit status:
+  {CLEAN}  nothing that needs a look (idle in transaction is shown, not counted)
+  {ALARMING}  an orphan (owner pid gone on this host and its client end proven closed) or a backend
+     held by a master; never through a pooler, which gets one line saying so and no verdict
+  {USAGE}  usage error: no server given (--dsn/FORKHOOKS_DSN or --settings/DJANGO_SETTINGS_MODULE),
+     or Django settings that cannot be loaded
+  {UNREACHABLE}  cannot connect to the server (the line says why)"""
+
+
+def _django_ready(args: Any) -> str | None:
+    """Set Django up from --settings / DJANGO_SETTINGS_MODULE; why not, in one line, when it cannot be."""
+    if not use_settings(args.settings):
+        return "no server given: pass --dsn (or set FORKHOOKS_DSN) or --settings (or set DJANGO_SETTINGS_MODULE)"
+    try:
+        import django
+        from django.db import connections
+
+        django.setup()
+        connections[args.alias]  # an unknown alias is a usage error, not an unreachable server
+    except Exception as exc:
+        return f"cannot use the Django settings: {error_text(exc)}"
+    return None
+
+
 def run(args: Any) -> int:
-    """Print the report; exit 1 when a proven orphan or a master-held backend is found (never through a pooler)."""
+    """Print the report; exit 1 for a proven orphan or a master-held backend, never through a pooler (EPILOG)."""
+    if not (args.dsn or os.environ.get("FORKHOOKS_DSN")):
+        problem = _django_ready(args)
+        if problem:
+            print(f"forkhooks connections: {problem}", file=sys.stderr)
+            return USAGE
     try:
         conn = _connect(args)
     except Exception as exc:
-        print(f"forkhooks connections: cannot connect: {type(exc).__name__}: {str(exc).strip()}")
-        return 2
+        print(f"forkhooks connections: cannot connect: {error_text(exc)}", file=sys.stderr)
+        return UNREACHABLE
     try:
         pooled = _through_pooler(conn, conn.cursor())
         owners = group(fetch(conn), None if pooled else Clients(conn))
@@ -202,4 +233,4 @@ def run(args: Any) -> int:
     if pooled:
         print(POOLED)
     print(render(owners))
-    return 1 if any(ALARMING & set(o.flags) for o in owners) else 0
+    return ALARMING if any(VERDICTS & set(o.flags) for o in owners) else CLEAN
