@@ -245,12 +245,16 @@ def test_control_gunicorn_stop_that_outlasts_graceful_timeout_leaves_the_query(
 NO_MARK = ["-c", "python:tests.reap_nomark"]  # forkhooks' hooks, no exit mark: the master looks for every worker
 
 
-def clean_stop_with_planted_backend(conf: list[str], dsn: str, db: psycopg.Connection, tmp_path: Path) -> bool:
-    """Stop gunicorn (SIGTERM, idle workers) while a backend named for one of its workers sleeps; whether it survives.
+def clean_stop_with_planted_backend(
+    conf: list[str], dsn: str, db: psycopg.Connection, tmp_path: Path, kind: tuple[str, ...] = ("-k", "sync", WSGI)
+) -> bool:
+    """Stop gunicorn (SIGTERM, idle workers) while a backend named for one of its workers sleeps; whether the master
+    looked for that worker's backends.
 
-    The planted backend stands for one the worker would have left open: the master ends it only if it looks.
+    The planted backend stands for one the worker would have left open. This process holds its connection, so a
+    master that looks leaves it alone and says so (the name alone is no proof); it must survive either way.
     """
-    server = start(gunicorn(*conf, "-k", "sync", WSGI), dsn, tmp_path)
+    server = start(gunicorn(*conf, *kind), dsn, tmp_path)
     try:
         worker = min(wait_workers(server))
         planted = Sleeper(dsn, compose(None, "worker", worker))
@@ -258,25 +262,34 @@ def clean_stop_with_planted_backend(conf: list[str], dsn: str, db: psycopg.Conne
         poll(lambda: planted.backend in {b for b, _ in sleeping_backends(db)}, timeout=10, what="the planted backend")
         assert server.stop() == 0
         survived = not gone(db, planted.backend)
+        looked = f"backend {planted.backend} carries the name of process {worker}" in server.log()
     finally:
         server.kill()
     db.execute("SELECT pg_terminate_backend(%s)", [planted.backend])
     planted.join(10)
-    return survived
+    assert survived, "a backend this process holds was ended on its name alone"
+    return looked
+
+
+# uvicorn's worker dies by the stop signal (it re-raises it): it marks its close before it does.
+CLEAN_STOPS = {"sync": (*HOOKS, "-k", "sync", WSGI), "k-uvicorn": ("-k", "forkhooks.workers.UvicornWorker", ASGI)}
 
 
 @pytest.mark.e2e
-def test_gunicorn_master_skips_workers_that_closed_cleanly(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
-    """Idle workers stopped cleanly mark their close: the master does not look (a backend named for one survives)."""
-    assert clean_stop_with_planted_backend(HOOKS, dsn, db, tmp_path)
+@pytest.mark.parametrize("kind", CLEAN_STOPS)
+def test_gunicorn_master_skips_workers_that_closed_cleanly(
+    kind: str, dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Idle workers stopped cleanly mark their close: the master does not look for their backends."""
+    assert not clean_stop_with_planted_backend([], dsn, db, tmp_path, CLEAN_STOPS[kind])
 
 
 @pytest.mark.e2e
 def test_control_gunicorn_master_without_exit_mark_looks_for_every_worker(
     dsn: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
-    """Control: without the mark the master connects for each reaped worker, and ends the planted backend."""
-    assert not clean_stop_with_planted_backend(NO_MARK, dsn, db, tmp_path)
+    """Control: without the mark the master connects for each reaped worker, and finds the planted backend."""
+    assert clean_stop_with_planted_backend(NO_MARK, dsn, db, tmp_path)
 
 
 # -- 5. a dirty worker SIGKILLed mid-query (gunicorn >= 25) ------------------------------------------
@@ -393,11 +406,14 @@ def end_backends_of(dsn: str, pid: int) -> int:
     return int(done.stdout.split()[-1])
 
 
-def dead_pid() -> int:
-    """The pid of a process of ours that has just exited (and been reaped)."""
-    proc = subprocess.Popen(["true"])
-    proc.wait(10)
-    return proc.pid
+# A process that names its connection for itself as a forkhooks worker, prints its backend, and sleeps there.
+NAMED_SLEEPER = """
+import os, sys, psycopg
+from forkhooks._tools.appname import compose
+conn = psycopg.connect(os.environ["FORKHOOKS_DSN"], application_name=compose(None, "worker", os.getpid()))
+print(conn.info.backend_pid, flush=True)
+conn.execute("SELECT pg_sleep(%s)", [float(sys.argv[1])])
+"""
 
 
 class Sleeper(threading.Thread):
@@ -430,7 +446,16 @@ def test_end_backends_of_touches_only_this_hosts_dead_pid(dsn: str, db: psycopg.
     """Two pid namespaces' 'worker P': end_backends_of(P) ends ours (P dead), not theirs; a live pid's, nothing."""
     if not namespace_usable():
         pytest.skip("needs root and unshare --pid (util-linux) to make a second pid namespace")
-    pid = dead_pid()
+    # Ours: a worker of this host killed mid-query (pid P). Theirs: pid P in another pid namespace.
+    victim = subprocess.Popen(
+        [PYTHON, "-c", NAMED_SLEEPER, str(SLEEP)], cwd=ROOT, env=child_env(dsn), stdout=subprocess.PIPE, text=True
+    )
+    assert victim.stdout is not None
+    ours = int(victim.stdout.readline())
+    poll(lambda: ours in {b for b, _ in sleeping_backends(db)}, timeout=10, what="our worker's pg_sleep")
+    victim.kill()
+    victim.wait(10)
+    pid = victim.pid
     theirs = subprocess.Popen(
         ["unshare", "--pid", "--fork", "--mount-proc", PYTHON, "-c", IN_NAMESPACE, str(pid), str(SLEEP)],
         cwd=ROOT,
@@ -438,7 +463,6 @@ def test_end_backends_of_touches_only_this_hosts_dead_pid(dsn: str, db: psycopg.
         stdout=subprocess.PIPE,
         text=True,
     )
-    ours = Sleeper(dsn, compose(None, "worker", pid))
     alive = Sleeper(dsn, compose(None, "worker", os.getpid()))  # a live process's backend: never touched
     try:
         assert theirs.stdout is not None
@@ -446,14 +470,13 @@ def test_end_backends_of_touches_only_this_hosts_dead_pid(dsn: str, db: psycopg.
         their_owner = parse(their_name)
         assert their_owner == Owner("forkhooks", "worker", pid, their_owner.host if their_owner else None)
         assert their_owner is not None and their_owner.host != host_token(), their_name
-        ours.start()
         alive.start()
         poll(lambda: len(sleeping_backends(db)) == 3, timeout=10, what="three backends in pg_sleep")
         their_backend = next(b for b, n in sleeping_backends(db) if n == their_name)
 
         assert end_backends_of(dsn, os.getpid()) == 0  # alive: nothing, whatever its backends
         assert end_backends_of(dsn, pid) == 1
-        poll(lambda: gone(db, ours.backend), timeout=GONE_WITHIN, what="our dead pid's backend gone")
+        poll(lambda: gone(db, ours), timeout=GONE_WITHIN, what="our dead pid's backend gone")
         running = {b for b, _ in sleeping_backends(db)}
         assert their_backend in running, "the other namespace's worker with the same pid was touched"
         assert alive.backend in running
@@ -463,8 +486,7 @@ def test_end_backends_of_touches_only_this_hosts_dead_pid(dsn: str, db: psycopg.
             " AND application_name LIKE 'forkhooks:worker:%%'"
         )
         theirs.wait(20)
-        for sleeper in (ours, alive):
-            sleeper.join(10)
+        alive.join(10)
 
 
 def test_compose_parse_round_trip_and_63_bytes() -> None:

@@ -87,7 +87,7 @@ def post_fork(server: Any, worker: Any) -> None:
 def post_worker_init(worker: Any, *, timeout: float | None = None) -> None:
     """Worker loaded the app: per-greenlet connections if gevent patched it, then open its pools to min_size."""
     worker_ready(log=_log(worker), who="worker", timeout=timeout)
-    guard_stop_signals(log=_log(worker), who="worker")
+    guard_stop_signals(log=_log(worker), who="worker", closed=lambda report: mark_closed(worker, report))
 
 
 def worker_exit(server: Any, worker: Any, *, timeout: float | None = None) -> None:

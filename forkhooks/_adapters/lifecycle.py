@@ -113,7 +113,9 @@ def close_for_exit(*, log: Log | None = None, who: str = "worker", timeout: floa
     return _core.close(log=log, who=who, timeout=timeout)
 
 
-def guard_stop_signals(*, log: Log | None = None, who: str = "worker") -> None:
+def guard_stop_signals(
+    *, log: Log | None = None, who: str = "worker", closed: Callable[[Report], Any] | None = None
+) -> None:
     """Make sure a worker stopped by a signal closes its connections and pools, whole.
 
     - A stop signal whose action is the default (uvicorn-worker resets gunicorn's handlers, and
@@ -128,7 +130,9 @@ def guard_stop_signals(*, log: Log | None = None, who: str = "worker") -> None:
 
     def close_then_die(signum: int, frame: FrameType | None) -> None:
         if not _Stopping.exiting:
-            close_for_exit(log=log, who=who)
+            report = close_for_exit(log=log, who=who)
+            if closed is not None:  # the worker dies by the signal: whatever follows a close happens now
+                closed(report)
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
 

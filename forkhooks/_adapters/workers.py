@@ -49,7 +49,7 @@ class ForkhooksWorkerMixin:
         super().load_wsgi()  # type: ignore[misc]
         # gevent's worker has patched by now (its init_process patches first): per-greenlet state, then warm.
         worker_ready(log=self.log, who="worker")
-        guard_stop_signals(log=self.log, who="worker")
+        guard_stop_signals(log=self.log, who="worker", closed=lambda report: mark_closed(self, report))
 
 
 class SyncWorker(ForkhooksWorkerMixin, _SyncWorker):
