@@ -13,16 +13,23 @@ from .._adapters.forks import install
 
 log = logging.getLogger("forkhooks")
 
-# The management commands that start a job runner's supervisor, which forks the
-# processes that run the jobs: command name -> (the app that provides it, the
-# adapter that process needs). One line per runner.
+# Management commands that fork workers after Django is set up, one line per runner: the command ->
+# (the app that provides it, what it needs beyond the at-fork discard). "module" is imported (it
+# connects its hooks on import, once); "module:function" is imported and the function called.
 RUNNERS: dict[str, tuple[str, str]] = {
+    "rqworker-pool": ("django_rq", "forkhooks._adapters.rq:patch_worker_pool"),
     "run_huey": ("huey.contrib.djhuey", "forkhooks._adapters.huey"),
     "qcluster": ("django_q", "forkhooks._adapters.djangoq"),
 }
 
 
-def runner_command(argv: Sequence[str]) -> str | None:
+def command(argv: Sequence[str] | None = None) -> str | None:
+    """The management command this process runs (`manage.py X`, `django-admin X`, `python -m django X`)."""
+    argv = sys.argv if argv is None else argv
+    return argv[1] if len(argv) > 1 and not argv[1].startswith("-") else None
+
+
+def runner_command(argv: Sequence[str] | None = None) -> str | None:
     """The job runner's management command this process runs, or None.
 
     Django's ManagementUtility runs the command named by argv[1], and sets
@@ -31,25 +38,28 @@ def runner_command(argv: Sequence[str]) -> str | None:
     The runner's own app must be installed too, so that a project's unrelated
     command of the same name loads nothing.
     """
-    name = argv[1] if len(argv) > 1 else ""
+    name = command(argv) or ""
     runner = RUNNERS.get(name)
     if runner is None or not apps.is_installed(runner[0]):
         return None
     return name
 
 
-def install_runner(argv: Sequence[str]) -> str | None:
-    """Load the adapter of the job runner this process runs (see runner_command); its module name, or None."""
+def install_runner(argv: Sequence[str] | None = None) -> str | None:
+    """Load what the job runner this process runs needs (see runner_command); its target, or None."""
     name = runner_command(argv)
     if name is None:
         return None
-    module = RUNNERS[name][1]
+    target = RUNNERS[name][1]
+    module, _, function = target.partition(":")
     try:
-        importlib.import_module(module)  # connects its hooks on import, once
+        loaded = importlib.import_module(module)
+        if function:
+            getattr(loaded, function)()
     except Exception:
-        log.exception("forkhooks: loading %s for %r failed; continuing with the at-fork discard only", module, name)
+        log.exception("forkhooks: loading %s for %r failed; continuing with the at-fork discard only", target, name)
         return None
-    return module
+    return target
 
 
 class ForkhooksConfig(AppConfig):
@@ -60,8 +70,8 @@ class ForkhooksConfig(AppConfig):
     verbose_name = "forkhooks"
 
     def ready(self) -> None:
-        """Register the child discard (once per process) and the system checks; in a job runner, its adapter."""
+        """Register the child discard (once per process), the system checks, and a job runner's own steps."""
         from . import checks  # noqa: F401  (registers forkhooks.W001, W002, W003, I001)
 
         install()
-        install_runner(sys.argv)
+        install_runner()
