@@ -292,14 +292,14 @@ def test_runner_detection() -> None:
     code = (
         "import django, sys; django.setup()\n"
         "from forkhooks.django.apps import runner_command as r\n"
-        "print([r(['manage.py', c]) for c in ('run_huey', 'qcluster', 'runserver', '--help')], r(['manage.py']),"
+        "print([r(['manage.py', c]) for c in ('run_huey', 'qcluster', 'rqworker-pool', 'runserver', '--help')], r(['manage.py']),"
         " 'forkhooks._adapters.huey' in sys.modules)\n"
     )
     out = {}
-    for settings in (WITH_APP, "tests.project.settings_jobs"):  # the second has neither Huey nor django-q2
+    for settings in (WITH_APP, "tests.project.settings_jobs"):  # the second has django-rq, neither Huey nor django-q2
         env = child_env("", DJANGO_SETTINGS_MODULE=settings)
         done = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr[-2000:]
         out[settings] = done.stdout.strip()
-    assert out[WITH_APP] == "['run_huey', 'qcluster', None, None] None False", out
-    assert out["tests.project.settings_jobs"] == "[None, None, None, None] None False", out
+    assert out[WITH_APP] == "['run_huey', 'qcluster', None, None, None] None False", out
+    assert out["tests.project.settings_jobs"] == "[None, None, 'rqworker-pool', None, None] None False", out
