@@ -292,8 +292,8 @@ def test_runner_detection() -> None:
     code = (
         "import django, sys; django.setup()\n"
         "from forkhooks.django.apps import runner_command as r\n"
-        "print([r(['manage.py', c]) for c in ('run_huey', 'qcluster', 'rqworker-pool', 'runserver', '--help')], r(['manage.py']),"
-        " 'forkhooks._adapters.huey' in sys.modules)\n"
+        "cs = ('run_huey', 'qcluster', 'rqworker-pool', 'runserver', '--help')\n"
+        "print([r(['manage.py', c]) for c in cs], r(['manage.py']), 'forkhooks._adapters.huey' in sys.modules)\n"
     )
     out = {}
     for settings in (WITH_APP, "tests.project.settings_jobs"):  # the second has django-rq, neither Huey nor django-q2

@@ -7,7 +7,8 @@ each one that dies, times out or is recycled. Then:
 - both supervisors, the qcluster process and the Sentinel, close their Django
   connections and pools before each fork (django-q2's own close_all() before
   a spawn hands connections back to a pool that stays open, and the children
-  inherit it): neither holds a backend while it supervises;
+  inherit it): no child inherits a backend, and the qcluster process, which
+  queries nothing after its start, holds none while it supervises;
 - each worker (the at-fork discard ran first) names its connections
   ``<prefix>:q2-worker:<pid>@<host>`` and warms its pools at django-q2's
   ``post_spawn``; django-q2 hands the connection back to the pool around each
