@@ -22,6 +22,8 @@ except ImportError:
 
 from .. import _core
 from .._core import djangodb as _django
+from . import uwsgi_reap as _reap
+from . import uwsgi_signals as _signals
 from .lifecycle import child_started, master_ready
 
 __all__ = ["post_fork", "at_exit"]
@@ -63,11 +65,18 @@ def threads_enabled() -> bool:
 
 def post_fork() -> None:
     """In a process uWSGI just forked: discard inherited connections and pools, then warm a worker's pools."""
+    _reap.disarm_in_child()  # the master's exit handler must never run here
     _stop_watching_imports()  # a child pays nothing per import
     worker = uwsgi.worker_id() > 0  # mules and spoolers are forked too, but serve no requests
     with stop_signals_blocked():  # a tracked pool reopens here: its threads must not take a stop signal either
         child_started(log=log, who="worker" if worker else "child")
     _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
+    if not worker:
+        _signals.mask_now(log)  # a mule's or spooler's handlers are in place before this hook
+        _reap.child_started(0, _mule_id(), log, who="child")
+    elif not _lazy():  # a lazy-apps worker does this once its app has loaded (app_loaded)
+        _signals.mask_when_installed(log, stop_signals_blocked)
+        _reap.child_started(uwsgi.worker_id(), 0, log)
     if worker:
         _handle_harakiri()
         _start_pools()
@@ -95,7 +104,9 @@ def at_exit() -> None:
     # follow-up to a group signal) would re-enter exit() halfway through closing, or, delivered
     # after it, run a handler in the middle of the exit.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    _core.close(log=log, who="worker" if uwsgi.worker_id() > 0 else "child")
+    report = _core.close(log=log, who="worker" if uwsgi.worker_id() > 0 else "child")
+    if not report.failures:
+        _reap.clean_exit()  # nothing of ours outlives this process: its successor need not look
 
 
 def _hook_atexit() -> None:
@@ -105,6 +116,18 @@ def _hook_atexit() -> None:
         return
     _previous_atexit = current
     uwsgi.atexit = at_exit
+
+
+def _lazy() -> bool:
+    """Whether each worker loads the app itself (lazy-apps, or the older lazy)."""
+    return _opt("lazy-apps") or _opt("lazy")
+
+
+def _mule_id() -> int:
+    try:
+        return int(uwsgi.mule_id())
+    except Exception:  # not a mule, or a uWSGI without mule_id()
+        return 0
 
 
 def _ours(hook: Any) -> bool:
@@ -353,6 +376,8 @@ def app_loaded() -> None:
     """uWSGI has loaded the app: the master closes what it opened; a lazy-apps worker hooks atexit and warms."""
     if uwsgi.worker_id() > 0:  # lazy-apps: this worker loaded the app itself
         _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
+        _signals.mask_when_installed(log, stop_signals_blocked)  # uWSGI sets the worker's handlers next
+        _reap.child_started(uwsgi.worker_id(), 0, log)
         _handle_harakiri()
         _start_pools()
         return
@@ -379,6 +404,9 @@ def _setup() -> None:
     _hook_atexit()
     _read_app_config()
     _watch_imports()
+    if uwsgi.worker_id() == 0 and _opt("master"):  # the master, before it forks anything
+        _reap.create(log)
+        _reap.arm_master_exit(log)
 
 
 _setup()
