@@ -326,6 +326,7 @@ def _maybe_app_loaded() -> None:
             __import__(module)
     except Exception:
         log.exception("forkhooks: importing a mounted app failed; uWSGI will report it too")
+        _unblock_after_load()
         return
     first = _loaded_in is None
     _loaded_in = os.getpid()
@@ -377,6 +378,7 @@ def app_loaded() -> None:
     if uwsgi.worker_id() > 0:  # lazy-apps: this worker loaded the app itself
         _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
         _signals.mask_when_installed(log, stop_signals_blocked)  # uWSGI sets the worker's handlers next
+        _unblock_after_load()
         _reap.child_started(uwsgi.worker_id(), 0, log)
         _handle_harakiri()
         _start_pools()
@@ -392,6 +394,15 @@ def app_loaded() -> None:
     master_ready(log=log, workers=workers, threads=threads)
 
 
+_loading_mask: list[Any] = []  # a lazy-apps worker's own mask while its app loads
+
+
+def _unblock_after_load() -> None:
+    """A lazy-apps worker's app has loaded: its main thread takes stop signals again (its threads never do)."""
+    if _loading_mask:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _loading_mask.pop())
+
+
 def _setup() -> None:
     if not threads_enabled():
         log.warning(
@@ -404,7 +415,12 @@ def _setup() -> None:
     _hook_atexit()
     _read_app_config()
     _watch_imports()
-    if uwsgi.worker_id() == 0 and _opt("master"):  # the master, before it forks anything
+    if uwsgi.worker_id() > 0 and _lazy() and _app_modules and not all(_imported(m) for m in _app_modules):
+        # lazy-apps: this worker loads the app next, and a query while it loads starts the pool's threads.
+        # They must not take a stop signal (uWSGI's exit would run in a pool thread, and with the main
+        # thread taking the other signal, two threads would run exit() at once): block until app_loaded.
+        _loading_mask.append(signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS))
+    elif uwsgi.worker_id() == 0 and _opt("master"):  # the master, before it forks anything
         _reap.create(log)
         _reap.arm_master_exit(log)
 
