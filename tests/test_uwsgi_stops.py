@@ -216,7 +216,7 @@ def test_group_stop_ends_the_busy_workers_query(reap: bool, uwsgi: Start, db: ps
         _end_sleep(db)
         return
     assert gone is not None and gone <= QUERY_GONE, log[-3000:]
-    assert "ended 1 backend(s) of workers that died without closing" in log, log[-3000:]
+    assert "ended 1 backend(s) of children that died without closing" in log, log[-3000:]
     assert worker not in closed(log) and len(closed(log)) == WORKERS - 1, log[-3000:]  # the idle ones closed
     assert code == 0 and "NO MERCY" not in log, log[-3000:]
     poll(lambda: app_backends(db) == 0, timeout=10, what="app backends gone")

@@ -125,17 +125,17 @@ def reap_recorded(log: Log) -> int:
         if not pid or appname.alive(pid):
             continue
         if time.monotonic() > deadline:
-            log.warning("forkhooks: master: out of time ending dead workers' backends; the rest run on")
+            log.warning("forkhooks: master: out of time ending dead children's backends; the rest run on")
             break
         try:
             ended += cancel.end_backends_of(pid, log=log)
         except Exception as exc:  # the database is unreachable: no point trying the next pid
-            log.warning("forkhooks: master: could not end dead workers' backends (%s)", exc)
+            log.warning("forkhooks: master: could not end dead children's backends (%s)", exc)
             break
         table[slot] = 0
     if ended:
         log.warning(
-            "forkhooks: master %d: ended %d backend(s) of workers that died without closing", os.getpid(), ended
+            "forkhooks: master %d: ended %d backend(s) of children that died without closing", os.getpid(), ended
         )
     return ended
 
@@ -168,7 +168,7 @@ def arm_master_exit(log: Log) -> None:
             try:
                 reap_recorded(log)
             except Exception:
-                log.exception("forkhooks: master: ending dead workers' backends failed")
+                log.exception("forkhooks: master: ending dead children's backends failed")
 
         callback = _EXIT_HANDLER(at_master_exit)
         if register(callback, None, ctypes.addressof(_handle)) != 0:
