@@ -1,7 +1,7 @@
 """The support matrix: each session installs its versions and runs pytest.
 
     nox -l                       # list the sessions
-    nox                          # every session below (scripts/test-matrix runs this)
+    nox                          # every session below (scripts/test --matrix runs this)
     nox -s py313-django61        # one session
     nox -R -s gunicorn23         # reuse its venv and skip the install (local reruns)
     nox -s support-table         # print the table of what ran (scripts/support-table --write puts it in README.md)
@@ -25,12 +25,15 @@ nox.options.reuse_venv = "yes"  # a venv is created on first use (CI's fresh clo
 nox.options.error_on_missing_interpreters = True  # a missing Python fails, never skips quietly
 
 GUNICORN_NEWEST = "27.*"
-GUNICORN_OLDEST = "23.0.0"  # setup.cfg's gunicorn>=23
+GUNICORN_OLDEST = "23.0.0"  # pyproject's gunicorn>=23
 # What starts gunicorn or runs its hooks (tracked_pool: psycopg2, psycopg_pool, SQLAlchemy under gunicorn),
 # plus both drivers' discard (psycopg 3 and psycopg2).
 GUNICORN_SUBSET = "gunicorn or hooks or discard or tracked_pool"
 
 MATRIX = ["py311-django52", "py312-django60", "py313-django61", "gunicorn23"]
+# Slow real-process cases (outages, many stops) prove one behaviour, not one version: they run
+# once, in the py311 session (what `scripts/test` runs), and the others leave them out.
+ONCE = ("-m", "not slow")
 
 
 def _python(version: str) -> str:
@@ -58,20 +61,20 @@ def py311_django52(session: nox.Session) -> None:
 
 @nox.session(name="py312-django60", python=_python("3.12"))
 def py312_django60(session: nox.Session) -> None:
-    """Full suite: Python 3.12, Django 6.0, gunicorn 27."""
-    _tests(session, "6.0", GUNICORN_NEWEST)
+    """The suite but its slow cases: Python 3.12, Django 6.0, gunicorn 27."""
+    _tests(session, "6.0", GUNICORN_NEWEST, *ONCE)
 
 
 @nox.session(name="py313-django61", python=_python("3.13"))
 def py313_django61(session: nox.Session) -> None:
-    """Full suite: Python 3.13, Django 6.1, gunicorn 27."""
-    _tests(session, "6.1", GUNICORN_NEWEST)
+    """The suite but its slow cases: Python 3.13, Django 6.1, gunicorn 27."""
+    _tests(session, "6.1", GUNICORN_NEWEST, *ONCE)
 
 
 @nox.session(name="gunicorn23", python=_python("3.11"))
 def gunicorn23(session: nox.Session) -> None:
     """The gunicorn tests on the oldest gunicorn claimed (23.0.0): Python 3.11, Django 5.2."""
-    _tests(session, "5.2", GUNICORN_OLDEST, "-k", GUNICORN_SUBSET)
+    _tests(session, "5.2", GUNICORN_OLDEST, "-k", GUNICORN_SUBSET, *ONCE)
 
 
 @nox.session(name="support-table", python=False, default=False)

@@ -7,7 +7,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,31 @@ def redis_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield server.socket
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def pgbouncers(dsn: str) -> Iterator[Callable[[str], Any]]:
+    """Debian's pgbouncer in front of `dsn`, one per pool mode asked for, stopped at the module's end.
+
+    Module scope: a pgbouncer keeps idle server connections, which other modules would count as the app's.
+    """
+    from .pgbouncer import PgBouncer, find_pgbouncer
+
+    binary = find_pgbouncer()
+    if binary is None:
+        pytest.skip("pgbouncer not found (Debian: apt-get install pgbouncer; scripts/test installs it)")
+    started: dict[str, PgBouncer] = {}
+
+    def get(mode: str) -> PgBouncer:
+        if mode not in started:
+            started[mode] = PgBouncer(binary, dsn, mode)
+        return started[mode]
+
+    try:
+        yield get
+    finally:
+        for bouncer in started.values():
+            bouncer.stop()
 
 
 def app_backends(observer: psycopg.Connection) -> int:

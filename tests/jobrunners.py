@@ -88,10 +88,18 @@ class WorkerProcess:
 
 
 def celery(
-    dsn: str, sock: Path, tmp: Path, *, settings: str, env: dict[str, str], pool: str = "prefork"
+    dsn: str,
+    sock: Path,
+    tmp: Path,
+    *,
+    settings: str,
+    env: dict[str, str],
+    pool: str = "prefork",
+    extra: tuple[str, ...] = (),
 ) -> WorkerProcess:
     """celery -A tests.project.celeryapp worker, 4 processes, waiting (bounded) until it is ready."""
     argv = [PYTHON, "-m", "celery", "-A", "tests.project.celeryapp", "worker", "-P", pool, "-c", "4", "-l", "info"]
+    argv += extra
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test{os.getpid()}@%h"]
     worker = WorkerProcess(argv, dsn, sock, tmp, {"DJANGO_SETTINGS_MODULE": settings, **env})
     r = client(sock)

@@ -23,6 +23,7 @@ from .jobrunners import (
     parent,
     per_child_backends,
     poll,
+    running,
     sessions,
     still_running,
     tally,
@@ -38,7 +39,11 @@ CASES = [
     ("forkhooks.celery-replacements", WITHOUT, {"FORKHOOKS_TEST_CELERY": "1", "FORKHOOKS_TEST_MAX_TASKS": "20"}, 200),
     ("forkhooks.django-only", WITH_APP, {}, 100),
     ("control", WITHOUT, {}, 100),
+    # An app whose code is not yours: Celery's own -I (--include) imports forkhooks.celery in the worker.
+    ("forkhooks.celery-via-include", WITHOUT, {}, 200),
 ]
+# Extra `celery worker` arguments per case.
+ARGS = {"forkhooks.celery-via-include": ("-I", "forkhooks.celery")}
 
 
 def tags(n: int) -> list[str]:
@@ -52,13 +57,22 @@ def broker(redis_socket: Path) -> Path:
     return redis_socket
 
 
-def run(dsn: str, sock: Path, tmp: Path, db: psycopg.Connection, settings: str, env: dict[str, str], n: int) -> dict:
+def run(
+    dsn: str,
+    sock: Path,
+    tmp: Path,
+    db: psycopg.Connection,
+    settings: str,
+    env: dict[str, str],
+    n: int,
+    extra: tuple[str, ...] = (),
+) -> dict:
     """Start a worker, send n echo tasks, collect, stop it with SIGTERM to its group; return what was measured."""
     from celery import Celery
 
     app = Celery("sender", broker=f"redis+socket://{sock}", set_as_current=False)
     start = sessions(db)
-    worker = celery(dsn, sock, tmp, settings=settings, env={"FORKHOOKS_TEST_PARENT": "1", **env})
+    worker = celery(dsn, sock, tmp, settings=settings, env={"FORKHOOKS_TEST_PARENT": "1", **env}, extra=extra)
     sent = tags(n)
     try:
         for tag in sent:
@@ -96,7 +110,7 @@ def test_celery_prefork(
     tmp_path: Path,
 ) -> None:
     """forkhooks.celery: every task right, the parent closes before each fork, pools kept across tasks."""
-    out = run(dsn, broker, tmp_path, db, settings, env, n)
+    out = run(dsn, broker, tmp_path, db, settings, env, n, ARGS.get(case, ()))
     results, par = out["results"], out["parent"]
     per_child = per_child_backends(out["rows"])
     record(
@@ -291,3 +305,49 @@ def test_hard_shutdown_cancels_running_queries(
     else:
         assert not still, worker.log()[-3000:]
         assert exited is not None
+
+
+# (case, settings, env): a pool process SIGKILLed runs no Python, whatever the driver.
+KILLED = [
+    ("forkhooks.celery", WITHOUT, {"FORKHOOKS_TEST_CELERY": "1"}),
+    ("control-forkhooks.django-only", WITH_APP, {}),
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("case", "settings", "env"), KILLED, ids=[c[0] for c in KILLED])
+def test_pool_process_killed_mid_query_leaves_no_query_running(
+    case: str, settings: str, env: dict[str, str], dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
+) -> None:
+    """A pool process SIGKILLed (the OOM killer, kill -9) in pg_sleep(30): its query is gone within 3 s."""
+    import os
+    import signal
+
+    from celery import Celery
+
+    worker = celery(dsn, broker, tmp_path, settings=settings, env=env)
+    app = Celery("sender", broker=f"redis+socket://{broker}", set_as_current=False)
+    r = client(broker)
+    slow_backend = 0
+    try:
+        app.send_task("sleep", [30])
+        poll(lambda: r.llen(jobs.EVENTS) > 0, timeout=30, what="the task's query started")
+        event = json.loads(r.lindex(jobs.EVENTS, 0))
+        slow_backend = event["slow_backend"]
+        # The task announces its backend just before the query: kill it once the server runs it.
+        poll(lambda: slow_backend in running(db, "pg_sleep"), timeout=10, what="the task's pg_sleep running")
+        os.kill(event["pid"], signal.SIGKILL)
+        still = still_running(db, slow_backend, timeout=3)
+        code = worker.stop()
+    finally:
+        app.close()
+        worker.kill()
+        if slow_backend:
+            db.execute("SELECT pg_terminate_backend(%s)", [slow_backend])
+    record("celery", f"sigkill-{case}", tally([], []), query_left_running=still)
+    assert code == 0, worker.log()[-3000:]
+    if case.startswith("control"):
+        assert still, "without forkhooks.celery the killed pool process's query ended anyway"
+    else:
+        assert not still, worker.log()[-3000:]
+        assert f"pool process {event['pid']} died (SIGKILL) without closing: ended 1 backend(s)" in worker.log()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -141,25 +143,63 @@ def test_application_names_can_be_turned_off(dsn: str, db: psycopg.Connection, t
 # -- forkhooks connections --------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def killed_client(dsn: str, db: psycopg.Connection, seconds: int = 60) -> Iterator[tuple[int, int]]:
+    """A real orphan: a process that named its connection after itself, SIGKILLed during pg_sleep.
+
+    Yields (its pid, its backend's pid); the backend, still sleeping, is terminated at the end.
+    """
+    code = (
+        "import os, psycopg\nfrom forkhooks._tools.appname import compose\n"
+        "c = psycopg.connect(os.environ['FORKHOOKS_DSN'], application_name=compose(None, 'worker', os.getpid()))\n"
+        f"c.execute('SELECT pg_sleep({seconds})')"
+    )
+    child = subprocess.Popen([PYTHON, "-c", code], cwd=ROOT, env=child_env(dsn))
+    name = compose(None, "worker", child.pid)
+    query = "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active'"
+    try:
+        poll(lambda: db.execute(query, [name]).fetchone() is not None, timeout=15, what="the child's pg_sleep")
+        row = db.execute(query, [name]).fetchone()
+        assert row is not None
+        child.kill()
+        child.wait(10)
+        yield child.pid, int(row[0])
+    finally:
+        child.kill()
+        child.wait(10)
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [name])
+
+
 def test_connections_groups_by_owner_and_flags_what_needs_a_look(dsn: str, db: psycopg.Connection) -> None:
-    """Orphans (owner pid gone), idle-in-transaction backends and a master's are flagged; exit 1."""
-    gone = subprocess.Popen(["true"])
-    gone.wait(10)
+    """Orphans (owner pid gone, client end closed), idle-in-transaction backends and a master's are flagged; exit 1."""
     alive = os.getpid()
     with (
-        psycopg.connect(dsn, application_name=compose(None, "worker", gone.pid)) as orphan,
+        killed_client(dsn, db) as (gone, _),
         psycopg.connect(dsn, application_name=compose(None, "master", alive)) as master,
         psycopg.connect(dsn, application_name=compose(None, "worker", alive)) as busy,
     ):
-        orphan.execute("SELECT 1")
         master.execute("SELECT 1")
         busy.execute("SELECT 1")  # psycopg opens a transaction: idle in transaction
         done = forkhooks_cli(dsn, "connections", "--dsn", dsn)
     assert done.returncode == 1, done.stdout + done.stderr
     out = done.stdout
-    assert re.search(rf"worker {gone.pid} \(forkhooks\): 1 backend\(s\)  \[ORPHAN: owner pid gone", out), out
+    assert re.search(rf"worker {gone} \(forkhooks\): 1 backend\(s\)  \[ORPHAN: owner pid gone", out), out
     assert re.search(rf"master {alive} \(forkhooks\): 1 backend\(s\)  \[held by a master", out), out
     assert re.search(rf"worker {alive} \(forkhooks\): 1 backend\(s\)  \[idle in transaction\]", out), out
+
+
+def test_a_name_is_not_proof_of_an_orphan(dsn: str, db: psycopg.Connection) -> None:
+    """A backend named after a gone pid but held by a live process (a subprocess that inherited PGAPPNAME,
+    a pooler) is grouped under its holder, no verdict: exit 0."""
+    gone = subprocess.Popen(["true"])
+    gone.wait(10)
+    with psycopg.connect(dsn, autocommit=True, application_name=compose(None, "worker", gone.pid)) as inherited:
+        inherited.execute("SELECT 1")
+        done = forkhooks_cli(dsn, "connections", "--dsn", dsn)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ORPHAN" not in done.stdout
+    assert re.search(rf"via pid {os.getpid()} \(\S+\): 1 backend\(s\)  \[.*no verdict", done.stdout), done.stdout
+    assert f"last named {compose(None, 'worker', gone.pid)}" in done.stdout
 
 
 # -- system checks ----------------------------------------------------------------------------

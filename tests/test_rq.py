@@ -208,3 +208,35 @@ def test_rq_stopped_mid_query(
         assert not still, worker.log()[-3000:]
         done_by = "cancelled 1 running query" if stop == "ctrl-c-twice" else "forkhooks: rq horse"
         assert done_by in worker.log(), worker.log()[-3000:]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("worker_class", ["forkhooks.rq.Worker", "rq.worker.Worker"])
+def test_horse_killed_mid_query_leaves_no_query_running(
+    worker_class: str, dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
+) -> None:
+    """A horse SIGKILLed (the OOM killer, kill -9) in pg_sleep(30): with forkhooks.rq its query is gone within 3 s."""
+    queue = rq.Queue("default", connection=client(broker))
+    queue.enqueue(jobs.slow, 30, job_timeout=120)
+    worker = rqworker(dsn, broker, tmp_path, WITHOUT, worker_class, burst=False)
+    slow_backend = 0
+    try:
+        poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=60, what="the slow job's query")
+        event = json.loads(client(broker).lindex(jobs.EVENTS, 0))
+        slow_backend, horse = event["slow_backend"], event["pid"]
+        # The job announces its backend just before the query: kill the horse once the server runs it.
+        poll(lambda: slow_backend in running(db, "pg_sleep"), timeout=10, what="the job's pg_sleep running")
+        os.kill(horse, signal.SIGKILL)
+        still = still_running(db, slow_backend, timeout=3)
+        code = worker.stop()
+    finally:
+        worker.kill()
+        if slow_backend:
+            db.execute("SELECT pg_terminate_backend(%s)", [slow_backend])
+    record("rq", f"sigkill-{worker_class}", tally([], []), query_left_running=still)
+    assert code is not None, worker.log()[-3000:]
+    if worker_class == "rq.worker.Worker":
+        assert still, "without forkhooks the killed horse's query ended anyway"
+    else:
+        assert not still, worker.log()[-3000:]
+        assert f"horse {horse} died without closing: ended 1 backend(s)" in worker.log(), worker.log()[-3000:]

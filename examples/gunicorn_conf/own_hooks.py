@@ -12,6 +12,8 @@ pre_fork = fh.pre_fork
 worker_exit = fh.worker_exit
 worker_abort = fh.worker_abort
 worker_int = fh.worker_int
+child_exit = fh.child_exit  # master: end the backends of a worker killed mid-query
+on_exit = fh.on_exit  # master: the same for workers the stop SIGKILLed last
 
 
 def post_fork(server, worker):

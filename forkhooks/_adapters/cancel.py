@@ -16,6 +16,9 @@ carries this host's token (pids repeat across machines and containers), and
 the supervisor's connection reaches the server directly. Through a pooler
 (pgbouncer), a server backend keeps the name of whichever client used it
 last, so nothing can be proven there: forkhooks acts on nothing and says so once.
+Reached directly, a backend whose client end this host's kernel shows held by
+another process (a pooler the clients use, a subprocess that inherited
+PGAPPNAME) is left alone too (forkhooks._tools.clients).
 """
 
 from __future__ import annotations
@@ -34,14 +37,13 @@ _log = logging.getLogger("forkhooks")
 # answer must not hang it (libpq counts whole seconds, and treats 1 as 2).
 CONNECT_TIMEOUT = 2
 
-_CANCEL = (
-    "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
-    " WHERE state = 'active' AND right(application_name, %s) = %s AND pid <> pg_backend_pid()"
-)
-_TERMINATE = (
-    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+_FIND = (
+    "SELECT pid, host(client_addr), client_port FROM pg_stat_activity"
     " WHERE right(application_name, %s) = %s AND pid <> pg_backend_pid()"
 )
+_CANCEL = "pg_cancel_backend"
+_TERMINATE = "pg_terminate_backend"
+_ACT = "SELECT count(*) FILTER (WHERE {}(p)) FROM unnest(%s::int[]) AS p"
 
 # Servers already reported as reached through a pooler: one line per process, not per child.
 _pooled_said: set[tuple[object, ...]] = set()
@@ -49,7 +51,7 @@ _pooled_said: set[tuple[object, ...]] = set()
 
 def cancel_queries_of(pid: int, role: str, *, log: Log | None = None) -> int:
     """Cancel the running queries of live process `pid` (named with `role`) on each PostgreSQL server; how many."""
-    return _act(_CANCEL, appname.suffix(role, pid), log or _log)
+    return _act(_CANCEL, appname.suffix(role, pid), pid, log or _log)
 
 
 def end_backends_of(pid: int, *, log: Log | None = None) -> int:
@@ -60,11 +62,12 @@ def end_backends_of(pid: int, *, log: Log | None = None) -> int:
     if appname.alive(pid):
         return 0
     # Any role: a pid names one process of this host, whatever it called itself.
-    return _act(_TERMINATE, f":{pid}@{appname.host_token()}", log or _log)
+    return _act(_TERMINATE, f":{pid}@{appname.host_token()}", pid, log or _log)
 
 
-def _act(sql: str, tail: str, log: Log) -> int:
-    """Run `sql` (matching names that end with `tail`) once per PostgreSQL server in DATABASES; the total count."""
+def _act(function: str, tail: str, pid: int, log: Log) -> int:
+    """Call `function` on the backends of process `pid` (names ending with `tail`) on each PostgreSQL server in
+    DATABASES, but those another process is seen to hold; the total count."""
     handler = djangodb.handler()
     if handler is None:
         return 0
@@ -96,8 +99,13 @@ def _act(sql: str, tail: str, log: Log) -> int:
                         alias,
                     )
                 continue
-            cur.execute(sql, [len(tail), tail])
-            done += int(cur.fetchone()[0])
+            find = _FIND + (" AND state = 'active'" if function == _CANCEL else "")
+            cur.execute(find, [len(tail), tail])
+            rows = cur.fetchall()
+            backends = _proven(conn, rows, pid, log) if rows else []
+            if backends:
+                cur.execute(_ACT.format(function), [backends])
+                done += int(cur.fetchone()[0])
         finally:
             conn.close()
     return done
@@ -113,3 +121,37 @@ def _through_pooler(conn: Any, cur: Any) -> bool:
     told = int(conn.info.backend_pid)  # psycopg 3 and psycopg2 >= 2.8 alike
     cur.execute("SELECT pg_backend_pid()")
     return told != int(cur.fetchone()[0])
+
+
+def _proven(conn: Any, rows: list[Any], pid: int, log: Log) -> list[int]:
+    """The backends among `rows` (pid, client address, client port) not shown to be another process's.
+
+    The server is reached directly, yet clients may still come through a pooler (an
+    alias of their own, or another application): such a backend keeps the name of its
+    last client, and its client end is held by the pooler. So is a subprocess's that
+    inherited PGAPPNAME. Where this host's kernel shows who holds the client end, only
+    `pid`'s (or, for a gone `pid`, a closed one) is acted on; where it cannot tell (a
+    Unix socket of another user's server), the name on a direct connection decides.
+    """
+    from .._tools.clients import Clients, comm
+
+    clients = Clients(conn)
+    gone = not appname.alive(pid)
+    mine = []
+    for backend, addr, port in rows:
+        held = clients.holder(int(backend), addr, None if port is None else int(port))
+        if held.pids and pid not in held.pids:
+            via = held.pids[0]
+            log.info(
+                "forkhooks: backend %s carries the name of process %s but pid %s (%s) holds its connection "
+                "(a pooler's, or a subprocess's): left alone",
+                backend,
+                pid,
+                via,
+                comm(via),
+            )
+            continue
+        if held.closed and not gone:
+            continue  # its client end is closed: not the live process's connection any more
+        mine.append(int(backend))
+    return mine

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -195,6 +197,87 @@ def patch_pool_terminate() -> bool:
     return _wrap_method("celery.concurrency.prefork", "TaskPool", "on_terminate", wrap)
 
 
+def patch_lost_processes() -> bool:
+    """End, from the main process, the backends of a pool process that died without closing them.
+
+    A pool process killed by the OOM killer, ``kill -9`` or billiard's SIGKILL
+    runs no Python: its query goes on in the server, holding its locks and a
+    connection slot. billiard joins each dead process in the main process
+    (``_join_exited_workers``); right after, forkhooks terminates that process's
+    backends. A process that exited by itself (a clean shutdown,
+    ``--max-tasks-per-child``) closed its own and costs no connection.
+    """
+
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def join_exited_workers(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if _parent is None or os.getpid() != _parent:
+                return original(self, *args, **kwargs)
+            before = list(getattr(self, "_pool", None) or [])
+            result = original(self, *args, **kwargs)
+            for proc in before:
+                if proc in self._pool or proc.exitcode is None or proc.exitcode >= 0:
+                    continue  # alive, or it exited by itself (0, billiard's recycle code) and closed
+                try:
+                    n = _cancel.end_backends_of(proc.pid, log=log)
+                    if n:
+                        log.info(
+                            "forkhooks: pool process %s died (%s) without closing: ended %d backend(s)",
+                            proc.pid,
+                            _signal_name(-proc.exitcode),
+                            n,
+                        )
+                except Exception:
+                    log.exception("forkhooks: ending the backends of pool process %s failed; continuing", proc.pid)
+            return result
+
+        return join_exited_workers
+
+    wrapped = _wrap_method("billiard.pool", "Pool", "_join_exited_workers", wrap)
+    _wrap_method("celery.concurrency.asynpool", "AsynPool", "_event_process_exit", _join_once_exited)
+    return wrapped
+
+
+def _join_once_exited(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Make sure a pool process whose exit Celery's event loop saw is joined now, not at the next 5 s timer.
+
+    The loop learns of an exit when the process's sentinel pipe closes, a moment
+    before the kernel lets its parent reap it: billiard's join then finds it
+    still running and leaves it, and its backends, to the pool's next periodic
+    check. Waiting (bounded) until it can be reaped, and checking again, ends
+    them within the second.
+    """
+
+    def event_process_exit(self: Any, hub: Any, proc: Any) -> Any:
+        result = original(self, hub, proc)
+        if _parent is not None and os.getpid() == _parent and proc in getattr(self, "_pool", ()):
+            if _reapable(proc.pid, timeout=1.0):
+                self.maintain_pool()
+        return result
+
+    return event_process_exit
+
+
+def _reapable(pid: int, *, timeout: float) -> bool:
+    """Wait up to `timeout` s until child `pid` has exited, without reaping it (its parent's join does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:  # reaped already
+            return False
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def _wrap_method(
     module: str, cls_name: str, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
 ) -> bool:
@@ -229,6 +312,7 @@ def _connect() -> None:
     patch_django_fixup()
     patch_hard_time_limit()
     patch_pool_terminate()
+    patch_lost_processes()
 
 
 _connect()

@@ -24,7 +24,7 @@ def child_started(*, log: Log | None = None, who: str = "worker") -> Report:
     """In a new child: discard what it inherited, then name the connections it will open."""
     report = _core.discard(log=log, who=who)
     try:
-        appname.label(who)
+        appname.label(who, log)
     except Exception:
         (log or _core.steps._log).exception("forkhooks: naming this process's connections failed; continuing")
     return report
@@ -52,13 +52,14 @@ def master_ready(
     every request, so the server must not start.
     """
     log = log or _core.steps._log
+    _core.settings.report_bad_values(log)  # once here: the workers, forked later, inherit the record
     report = _core.close(log=log, who="master", timeout=timeout)
     _core.refuse_invalid_pools(report, log)
     try:
-        appname.label("master")
+        appname.label("master", log)
     except Exception:
         log.exception("forkhooks: naming the master's connections failed; continuing")
-    if _core.settings.flag("FORKHOOKS_BUDGET", True):
+    if _core.settings.budget_enabled(log):
         try:
             for found in budget.check(workers, threads, dirty_workers, dirty_threads):
                 if found.over:
@@ -67,7 +68,7 @@ def master_ready(
                     log.info("forkhooks: connection budget %s", found)
         except Exception:
             log.exception("forkhooks: checking the connection budget failed; continuing")
-    if _core.settings.flag("FORKHOOKS_GC_FREEZE", False):
+    if _core.settings.gc_freeze_enabled(log):
         freeze_before_fork(log)
     return report
 
@@ -112,7 +113,9 @@ def close_for_exit(*, log: Log | None = None, who: str = "worker", timeout: floa
     return _core.close(log=log, who=who, timeout=timeout)
 
 
-def guard_stop_signals(*, log: Log | None = None, who: str = "worker") -> None:
+def guard_stop_signals(
+    *, log: Log | None = None, who: str = "worker", closed: Callable[[Report], Any] | None = None
+) -> None:
     """Make sure a worker stopped by a signal closes its connections and pools, whole.
 
     - A stop signal whose action is the default (uvicorn-worker resets gunicorn's handlers, and
@@ -127,7 +130,9 @@ def guard_stop_signals(*, log: Log | None = None, who: str = "worker") -> None:
 
     def close_then_die(signum: int, frame: FrameType | None) -> None:
         if not _Stopping.exiting:
-            close_for_exit(log=log, who=who)
+            report = close_for_exit(log=log, who=who)
+            if closed is not None:  # the worker dies by the signal: whatever follows a close happens now
+                closed(report)
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 from types import FrameType
@@ -17,7 +18,8 @@ from .. import _core
 from .._core import djangodb
 from .._tools import appname
 from . import forks
-from .cancel import cancel_queries_of
+from .cancel import cancel_queries_of, end_backends_of
+from .lifecycle import child_started
 
 __all__ = ["ForkhooksWorkerMixin", "Worker"]
 
@@ -39,8 +41,17 @@ class ForkhooksWorkerMixin:
     os._exit. When the worker kills a horse (cold shutdown, a stop-job
     command, a horse stuck past its timeout) it cancels the horse's queries
     first; a horse sent SIGTERM (systemd stopping every process of the
-    service) cancels and closes before it dies of the signal.
+    service) cancels and closes before it dies of the signal; a horse killed
+    by anything else has its backends ended by the worker once it is gone.
     """
+
+    def work(self, *args: Any, **kwargs: Any) -> Any:
+        """Work; first, in a worker forked by RQ's WorkerPool, discard what it inherited from the pool's process."""
+        if multiprocessing.parent_process() is not None:
+            # Forked by a multiprocessing parent (WorkerPool): its connections are the parent's. Dropped
+            # here without a byte sent, the closes before each horse reach only this worker's own.
+            child_started(log=getattr(self, "log", log), who="rq worker")
+        return super().work(*args, **kwargs)  # type: ignore[misc]
 
     def fork_work_horse(self, job: Any, queue: Any) -> Any:
         """Close this worker's connections and pools, then fork the horse (which discards at fork)."""
@@ -86,6 +97,22 @@ class ForkhooksWorkerMixin:
                 getattr(self, "log", log).exception("forkhooks: cancelling horse %s's queries failed; continuing", pid)
         return super().kill_horse(*args, **kwargs)  # type: ignore[misc]
 
+    def handle_work_horse_killed(self, job: Any, retpid: Any, ret_val: Any, rusage: Any) -> Any:
+        """A horse died without finishing its job (the OOM killer, ``kill -9``): end its backends, then RQ's handling.
+
+        A horse killed that way runs no Python, and its query goes on in the
+        server, holding its locks and a connection slot.
+        """
+        if retpid:
+            logger = getattr(self, "log", log)
+            try:
+                n = end_backends_of(int(retpid), log=logger)
+                if n:
+                    logger.info("forkhooks: horse %s died without closing: ended %d backend(s)", retpid, n)
+            except Exception:
+                logger.exception("forkhooks: ending horse %s's backends failed; continuing", retpid)
+        return super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
+
 
 def _close_then_die(signum: int, frame: FrameType | None) -> None:
     # The horse's SIGTERM stays fatal, as RQ makes it; first the running query is cancelled.
@@ -115,3 +142,59 @@ def pools_open_on_demand() -> None:
 
 class Worker(ForkhooksWorkerMixin, rq.Worker):
     """rq.Worker made fork-safe: ``rq worker -w forkhooks.rq.Worker`` or ``rqworker --worker-class ...``."""
+
+
+def fork_safe(worker_class: type) -> type:
+    """`worker_class` with ForkhooksWorkerMixin first in its bases (itself if it has the mixin already)."""
+    if issubclass(worker_class, ForkhooksWorkerMixin):
+        return worker_class
+    return type(worker_class.__name__, (ForkhooksWorkerMixin, worker_class), {"__module__": worker_class.__module__})
+
+
+_pool_patched = False
+
+
+def patch_worker_pool() -> None:
+    """Make RQ's WorkerPool (django-rq's ``rqworker-pool``) fork-safe, for ``forkhooks.django`` in INSTALLED_APPS.
+
+    - The pool's main process closes its connections and pools before it forks
+      each worker (django-rq closes its connections first, but a pooled one goes
+      back to its pool, whose sockets every worker would inherit): it holds no
+      backend while it supervises.
+    - Its workers get forkhooks.rq's worker behaviour whatever their class: a
+      horse per job on its own connections, a killed job's query cancelled.
+    - A worker that died without running Python has its backends ended.
+    """
+    global _pool_patched
+    if _pool_patched:
+        return
+    _pool_patched = True
+    from rq.worker_pool import WorkerPool
+
+    forks.install()  # each worker discards what it inherited, at fork
+    init, start_worker, handle_dead_worker = WorkerPool.__init__, WorkerPool.start_worker, WorkerPool.handle_dead_worker
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.worker_class = fork_safe(self.worker_class)
+        self._forkhooks_owner = os.getpid()
+
+    def start_worker_closing_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "_forkhooks_owner", None) == os.getpid():
+            _core.close(log=self.log, who="rq pool")
+        return start_worker(self, *args, **kwargs)
+
+    def handle_dead_worker_ending_backends(self: Any, worker_data: Any) -> Any:
+        exitcode = getattr(getattr(worker_data, "process", None), "exitcode", None)
+        if exitcode is not None and exitcode < 0:  # killed by a signal: it closed nothing
+            try:
+                n = end_backends_of(int(worker_data.pid), log=self.log)
+                if n:
+                    self.log.info("forkhooks: worker %s died without closing: ended %d backend(s)", worker_data.pid, n)
+            except Exception:
+                self.log.exception("forkhooks: ending worker %s's backends failed; continuing", worker_data.pid)
+        return handle_dead_worker(self, worker_data)
+
+    WorkerPool.__init__ = __init__  # type: ignore[method-assign]
+    WorkerPool.start_worker = start_worker_closing_first  # type: ignore[method-assign]
+    WorkerPool.handle_dead_worker = handle_dead_worker_ending_backends  # type: ignore[method-assign]

@@ -222,7 +222,7 @@ def _cancel_on_harakiri(signum: int, frame: Any) -> None:
         if conn is None:
             continue
         try:
-            cancelled += _core.steps._cancel_running_query(conn, _core.settings.close_timeout())
+            cancelled += _core.steps._cancel_running_query(conn, _core.settings.close_timeout(log))
         except Exception:
             log.exception("forkhooks: cancelling the query of Django connection %r failed", wrapper.alias)
     log.warning("forkhooks: worker %d: harakiri: cancelled %d running query(ies)", os.getpid(), cancelled)
@@ -247,7 +247,7 @@ def _start_pools() -> None:
                     pool.open(wait=False)
             except Exception:
                 log.exception("forkhooks: opening pool %r failed; the worker serves and retries on use", alias)
-    if _core.settings.warm_enabled():
+    if _core.settings.warm_enabled(log):
         _core.warm(log=log, who="worker")  # the pools are open: this waits for min_size
 
 

@@ -111,16 +111,21 @@ def pool_of(alias: str) -> Any | None:
     return getattr(conns[alias], "pool", None) if conns is not None else None
 
 
-def invalid_pools() -> list[str]:
-    """A message per alias whose OPTIONS['pool'] cannot build a pool (building one opens nothing)."""
+def try_building_pools() -> list[str]:
+    """Build each alias's pool object and drop it again (opens nothing); a message per alias that cannot build one.
+
+    A pool that existed before is left alone: a check run in a worker must not drop its open pool.
+    """
     problems = []
+    conns = handler()
     for alias in pooled_aliases():
         try:
+            pools = getattr(type(conns[alias]), "_connection_pools", {})  # type: ignore[index]
+            existed = alias in pools
             pool = pool_of(alias)  # Django builds the pool object lazily, with open=False
         except Exception as exc:
             problems.append(f"DATABASES[{alias!r}]['OPTIONS']['pool'] is invalid: {type(exc).__name__}: {exc}")
             continue
-        pools = type(handler()[alias])._connection_pools  # type: ignore[index]
-        if pools.get(alias) is pool:  # the master must not keep it: drop the unopened object
+        if not existed and pools.get(alias) is pool:  # the master must not keep it: drop the unopened object
             del pools[alias]
     return problems

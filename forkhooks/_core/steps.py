@@ -115,7 +115,8 @@ def discard(*, log: Log | None = None, who: str = "child") -> Report:
 
 def close(*, log: Log | None = None, who: str = "owner", timeout: float | None = None) -> Report:
     """In the process that opened them, close connections and pools properly (Terminate sent)."""
-    return _close(log or _log, who, _settings.close_timeout() if timeout is None else timeout)
+    log = log or _log
+    return _close(log, who, _settings.timeout(timeout, _settings.close_timeout, log))
 
 
 def _close(log: Log, who: str, timeout: float) -> Report:
@@ -172,7 +173,7 @@ def refuse_invalid_pools(report: Report, log: Log) -> None:
 
     Every worker would fail every request, so the server must not start.
     """
-    problems = _guarded_list(_django.invalid_pools, report, log, "checking pool settings")
+    problems = _guarded_list(_django.try_building_pools, report, log, "checking pool settings")
     error = getattr(log, "error", log.warning)
     for problem in problems:
         error("forkhooks: %s; the server cannot serve with it, so it does not start", problem)
@@ -193,10 +194,10 @@ def warm(*, log: Log | None = None, who: str = "worker", timeout: float | None =
     """Open each configured Django pool to its min_size, so first requests do not wait."""
     log = log or _log
     report = Report("warm")
-    if not _settings.warm_enabled():
+    if not _settings.warm_enabled(log):
         report.note = "warm-up off (FORKHOOKS_WARM=0)"
         return _finish(report, log, who)
-    timeout = _settings.warm_timeout() if timeout is None else timeout
+    timeout = _settings.timeout(timeout, _settings.warm_timeout, log)
     for alias in _django.pooled_aliases():
         with _guard(report, log, f"opening pool {alias!r}"):
             pool = _django.pool_of(alias)

@@ -39,9 +39,9 @@ class Owner(NamedTuple):
     host: str | None  # None for a name an older forkhooks made: never acted on
 
 
-def enabled() -> bool:
+def enabled(log: _settings.Warns | None = None) -> bool:
     """FORKHOOKS_APPLICATION_NAME (default on): label connections with role, pid and host."""
-    return _settings.flag("FORKHOOKS_APPLICATION_NAME", True)
+    return _settings.application_name_enabled(log)
 
 
 def _read(path: str) -> str:
@@ -111,9 +111,9 @@ def alive(pid: int) -> bool:
     return True
 
 
-def label(role: str) -> str | None:
+def label(role: str, log: _settings.Warns | None = None) -> str | None:
     """Make this process's future connections carry `<prefix>:<role>:<pid>@<host>`; returns the name."""
-    if not enabled():
+    if not enabled(log):
         return None
     pid = os.getpid()
     if not _user_env:

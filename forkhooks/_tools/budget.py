@@ -9,10 +9,12 @@ thread and alias.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._core import djangodb as _django
+from .common import at_least, error_text, use_settings
 
 # psycopg_pool's defaults: min_size=4, max_size=None meaning max_size=min_size.
 _PSYCOPG_POOL_MIN_SIZE = 4
@@ -27,7 +29,12 @@ class Budget:
     need: int = 0
     terms: list[str] = field(default_factory=list)
     available: int | None = None
-    limits: str = ""
+    limits: str = ""  # the server's settings, or why they could not be read
+
+    @property
+    def unknown(self) -> bool:
+        """True when the server's limits could not be read."""
+        return self.available is None
 
     @property
     def over(self) -> bool:
@@ -87,7 +94,10 @@ def read_limits(budget: Budget) -> None:
     wrapper = conns[budget.alias]
     params = wrapper.get_connection_params()
     params.setdefault("connect_timeout", 3)
-    conn = wrapper.Database.connect(**params)
+    try:
+        conn = wrapper.Database.connect(**params)
+    except Exception as exc:
+        raise _Unreadable(f"cannot connect: {error_text(exc)}") from exc
     try:
         cur = conn.cursor()
         cur.execute(
@@ -95,6 +105,8 @@ def read_limits(budget: Budget) -> None:
             " ('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
         )
         values = dict(cur.fetchall())
+    except Exception as exc:
+        raise _Unreadable(f"cannot read pg_settings: {error_text(exc)}") from exc
     finally:
         conn.close()
     budget.available = values["max_connections"] - sum(
@@ -103,46 +115,67 @@ def read_limits(budget: Budget) -> None:
     budget.limits = " - ".join(f"{k}={v}" for k, v in sorted(values.items(), key=lambda kv: kv[0] != "max_connections"))
 
 
+class _Unreadable(Exception):
+    """The server's limits could not be read; the message says why, in one line."""
+
+
 def check(workers: int, threads: int = 1, dirty_workers: int = 0, dirty_threads: int = 1) -> list[Budget]:
-    """Plan the budget and read each server's limits (errors leave `available` unknown)."""
+    """Plan the budget and read each server's limits (errors leave `available` unknown, and say why)."""
     budgets = plan(workers, threads, dirty_workers, dirty_threads)
     for budget in budgets:
         try:
             read_limits(budget)
-        except Exception as exc:  # server down: the budget is a warning, never a failure
-            budget.limits = f"could not read: {type(exc).__name__}: {str(exc).strip()[:120]}"
+        except _Unreadable as exc:  # server down: the budget is a warning, never a failure
+            budget.limits = str(exc)
+        except Exception as exc:
+            budget.limits = f"cannot read the limits: {error_text(exc)}"
     return budgets
 
 
 # `forkhooks check`: the same sum from the command line, for CI and deploy scripts.
 HELP = "check that workers x pool sizes fit in the PostgreSQL server's max_connections"
 
+# Exit statuses; when several apply, the first of INVALID_POOL, OVER, UNKNOWN.
+FITS, OVER, USAGE, UNKNOWN, INVALID_POOL = 0, 1, 2, 3, 4
+
+EPILOG = f"""exit status:
+  {FITS}  every server's connections fit
+  {OVER}  over budget on a server (the line says by how much, and the fix)
+  {USAGE}  usage error: a bad option, no Django settings, or settings that cannot be loaded
+  {UNKNOWN}  a server's limits could not be read (the line says why: cannot connect: ...)
+  {INVALID_POOL}  an OPTIONS['pool'] cannot build a pool: a master with forkhooks refuses to start
+when several apply: {INVALID_POOL}, then {OVER}, then {UNKNOWN}"""
+
 
 def add_arguments(parser: Any) -> None:
     """Options of `forkhooks check`."""
-    parser.add_argument("--workers", type=int, required=True, help="gunicorn/uWSGI worker processes")
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread, uWSGI threads)")
-    parser.add_argument("--dirty-workers", type=int, default=0, help="gunicorn dirty workers")
-    parser.add_argument("--dirty-threads", type=int, default=1, help="threads per dirty worker")
+    parser.add_argument("--workers", type=at_least(1), required=True, help="gunicorn/uWSGI worker processes")
+    parser.add_argument("--threads", type=at_least(1), default=1, help="threads per worker (gthread, uWSGI threads)")
+    parser.add_argument("--dirty-workers", type=at_least(0), default=0, help="gunicorn dirty workers")
+    parser.add_argument("--dirty-threads", type=at_least(1), default=1, help="threads per dirty worker")
     parser.add_argument("--settings", help="Django settings module (else DJANGO_SETTINGS_MODULE)")
 
 
-def run(args: Any) -> int:
-    """Print each server's budget; exit 1 when one is over, 2 when Django cannot be set up."""
-    import os
+def _say(message: str) -> None:
+    print(f"forkhooks check: {message}", file=sys.stderr)
 
-    if args.settings:
-        os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
-    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
-        print("forkhooks check: no Django settings; pass --settings or set DJANGO_SETTINGS_MODULE")
-        return 2
+
+def run(args: Any) -> int:
+    """Print each server's budget; the exit status says over budget, unknown or invalid (EPILOG)."""
+    if not use_settings(args.settings):
+        _say("no Django settings; pass --settings or set DJANGO_SETTINGS_MODULE")
+        return USAGE
     try:
         import django
 
         django.setup()
     except Exception as exc:
-        print(f"forkhooks check: cannot set Django up: {type(exc).__name__}: {exc}")
-        return 2
+        _say(f"cannot set Django up: {error_text(exc)}")
+        return USAGE
+    problems = _django.try_building_pools()
+    for problem in problems:
+        print(f"forkhooks.E001 {problem}")
+        print("  a gunicorn or uWSGI master with forkhooks refuses to start with it: every request would fail")
     budgets = check(args.workers, args.threads, args.dirty_workers, args.dirty_threads)
     if not budgets:
         print("forkhooks check: no PostgreSQL database in DATABASES")
@@ -150,4 +183,8 @@ def run(args: Any) -> int:
         print(budget)
         if budget.over:
             print(f"  fix: {budget.fix()}")
-    return 1 if any(b.over for b in budgets) else 0
+    if problems:
+        return INVALID_POOL
+    if any(b.over for b in budgets):
+        return OVER
+    return UNKNOWN if any(b.unknown for b in budgets) else FITS

@@ -1,8 +1,8 @@
 """The ``forkhooks`` command: one subcommand per module.
 
 Adding a subcommand is one line in COMMANDS plus a module that provides
-``HELP`` (a one-line str), ``add_arguments(parser)`` and ``run(args) -> int``
-(the exit code). Modules are imported to build the parser, so keep their
+``HELP`` (a one-line str), ``EPILOG`` (its exit statuses), ``add_arguments(parser)``
+and ``run(args) -> int`` (the exit code). Modules are imported to build the parser, so keep their
 top-level imports light (stdlib only) and import heavy things inside ``run``.
 """
 
@@ -28,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         command = sub.add_parser(
-            name, help=module.HELP, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+            name,
+            help=module.HELP,
+            description=module.__doc__,
+            epilog=getattr(module, "EPILOG", None),  # the exit statuses
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(command)
         command.set_defaults(run=module.run)

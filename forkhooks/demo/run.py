@@ -27,6 +27,12 @@ from .report import Outcome, Progress, Sampler, table
 
 HELP = "run the example app under gunicorn without and with forkhooks, print a before/after table"
 
+EPILOG = """exit status:
+  0    the run with forkhooks was clean (no failed request, no wrong row, every worker served)
+  1    it was not
+  2    usage error, or a package the demo needs is missing
+  130  interrupted (Ctrl-C or SIGTERM); gunicorn stopped and temporary files removed"""
+
 WSGI = "forkhooks.demo.site.wsgi:application"
 ASGI = "forkhooks.demo.site.asgi:application"
 

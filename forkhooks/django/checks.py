@@ -1,7 +1,8 @@
 """System checks of forkhooks.django: settings that lose connections or rows across fork.
 
-W001 and W002 read settings only (tag "forkhooks", run by every `manage.py check`);
-W003/I001 reads the server's limits, so it is a database check (`check --database default`).
+E001, W001 and W002 read settings only (tag "forkhooks", run by every `manage.py check`);
+W003/I001/W004 read the server's limits, so they are database checks (`check --database default`,
+and `migrate`, which runs them too: there only W003 and W004 speak, I001 is for `check`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Info, Tags, register
+from django.core.checks import CheckMessage, Error, Info, Tags, register
 from django.core.checks import Warning as CheckWarning
 
 from .._core import djangodb as _django
@@ -54,7 +55,33 @@ def _hooks_active(server: str) -> bool:
         return "forkhooks.uwsgi" in sys.modules or any(
             k in options for k in (b"py-call-osafterfork", "py-call-osafterfork")
         )
-    return "forkhooks.gunicorn" in sys.modules or "forkhooks._workers" in sys.modules
+    return any(module in sys.modules for module in _GUNICORN_MODULES)
+
+
+# Loaded in a gunicorn process only when the hooks module is the config, or a worker class of
+# forkhooks.workers (-k forkhooks.workers.SyncWorker, ...) runs it.
+_GUNICORN_MODULES = (
+    "forkhooks.gunicorn",
+    "forkhooks.workers",
+    "forkhooks._adapters.workers",
+    "forkhooks._adapters.asgi",
+    "forkhooks._adapters.uvicorn",
+    "forkhooks._adapters.gevent",
+)
+
+
+@register("forkhooks")
+def pool_options(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E001: an OPTIONS['pool'] that cannot build a pool; building one opens no connection."""
+    return [
+        Error(
+            problem,
+            hint="Every request would fail with it, so a gunicorn or uWSGI master with forkhooks refuses to start. "
+            "OPTIONS['pool'] takes psycopg_pool.ConnectionPool's arguments (min_size, max_size, timeout, ...).",
+            id="forkhooks.E001",
+        )
+        for problem in _django.try_building_pools()
+    ]
 
 
 @register("forkhooks")
@@ -78,18 +105,57 @@ def pooling_without_hooks(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     ]
 
 
+def _count(name: str, messages: list[CheckMessage]) -> int:
+    """A whole number >= 1 from the environment; a bad value is a W004 and counts as 1."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return 1
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value >= 1:
+        return value
+    messages.append(
+        CheckWarning(
+            f"{name}={raw!r} is not a whole number >= 1; the connection budget uses the default, 1",
+            hint=f"Set {name} to a positive whole number, or unset it.",
+            id="forkhooks.W004",
+        )
+    )
+    return 1
+
+
+def _check_command_runs() -> bool:
+    """True when `manage.py check` (or call_command("check")) runs these checks.
+
+    Django passes the same arguments to database checks from `check --database` and from
+    `migrate`; only the calling command tells them apart.
+    """
+    command = sys.modules.get("django.core.management.commands.check")
+    if command is None:
+        return False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), command.Command):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
 @register(Tags.database)
 def connection_budget(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """I001/W003: the connection budget, with `manage.py check --database default` (it connects once)."""
+    """W003 over budget, wherever database checks run; I001 within budget, with `manage.py check --database`."""
     if not databases:
         return []
-    workers = int(os.environ.get("WEB_CONCURRENCY") or 1)
-    threads = int(os.environ.get("FORKHOOKS_THREADS") or 1)
     messages: list[CheckMessage] = []
+    workers = _count("WEB_CONCURRENCY", messages)
+    threads = _count("FORKHOOKS_THREADS", messages)
+    asked = _check_command_runs()
     for budget in _budget.check(workers, threads):
         hint = "Workers from WEB_CONCURRENCY, threads from FORKHOOKS_THREADS; `forkhooks check` takes them as options."
         if budget.over:
             messages.append(CheckWarning(f"connection budget {budget}", hint=budget.fix(), id="forkhooks.W003"))
-        else:
+        elif asked:
             messages.append(Info(f"connection budget {budget}", hint=hint, id="forkhooks.I001"))
     return messages
