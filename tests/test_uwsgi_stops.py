@@ -109,14 +109,14 @@ def group_stop(server: Server, sig: signal.Signals) -> tuple[int, str]:
 # (id, signal, extra ini lines): group SIGINT is a guard (a handler blocks its own signal, so the master's
 # SIGINT on top of the group's never re-entered exit); group SIGTERM is the case the mask fixes.
 GROUP_STOPS = [
-    ("SIGTERM", signal.SIGTERM, ""),
-    ("SIGINT", signal.SIGINT, ""),
-    ("lazy-apps-SIGTERM", signal.SIGTERM, LAZY),
+    pytest.param("SIGTERM", signal.SIGTERM, "", id="SIGTERM"),
+    pytest.param("SIGINT", signal.SIGINT, "", id="SIGINT"),
+    pytest.param("lazy-apps-SIGTERM", signal.SIGTERM, LAZY, id="lazy-apps-SIGTERM", marks=pytest.mark.slow),
 ]
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("name", "sig", "extra"), GROUP_STOPS, ids=[g[0] for g in GROUP_STOPS])
+@pytest.mark.parametrize(("name", "sig", "extra"), GROUP_STOPS)
 def test_group_stop_every_idle_worker_closes(
     name: str, sig: signal.Signals, extra: str, uwsgi: Start, db: psycopg.Connection
 ) -> None:
