@@ -75,7 +75,7 @@ def post_fork() -> None:
         _signals.mask_now(log)  # a mule's or spooler's handlers are in place before this hook
         _reap.child_started(0, _mule_id(), log, who="child")
     elif not _lazy():  # a lazy-apps worker does this once its app has loaded (app_loaded)
-        _signals.mask_when_installed(log, stop_signals_blocked)
+        _mask_stop_handlers()
         _reap.child_started(uwsgi.worker_id(), 0, log)
     if worker:
         _handle_harakiri()
@@ -116,6 +116,12 @@ def _hook_atexit() -> None:
         return
     _previous_atexit = current
     uwsgi.atexit = at_exit
+
+
+def _mask_stop_handlers() -> None:
+    """In a worker: make uWSGI's stop handlers, once it sets them, block each other's signals."""
+    if threads_enabled():  # without threads the waiting thread would never run; nothing to mask then
+        _signals.mask_when_installed(log, stop_signals_blocked)
 
 
 def _lazy() -> bool:
@@ -377,7 +383,7 @@ def app_loaded() -> None:
     """uWSGI has loaded the app: the master closes what it opened; a lazy-apps worker hooks atexit and warms."""
     if uwsgi.worker_id() > 0:  # lazy-apps: this worker loaded the app itself
         _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
-        _signals.mask_when_installed(log, stop_signals_blocked)  # uWSGI sets the worker's handlers next
+        _mask_stop_handlers()  # uWSGI sets the worker's handlers next
         _unblock_after_load()
         _reap.child_started(uwsgi.worker_id(), 0, log)
         _handle_harakiri()

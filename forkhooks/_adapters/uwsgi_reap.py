@@ -90,8 +90,8 @@ def child_started(worker_id: int, mule_id: int, log: Log, who: str = "worker") -
         _my_slot[:] = [slot]
         if previous and previous != os.getpid():
             _end(previous, log, who)
-    except Exception:
-        log.exception("forkhooks: ending the backends of a dead predecessor failed; continuing")
+    except Exception as exc:  # the database unreachable, most likely: one line, and the child serves
+        log.warning("forkhooks: could not end the backends of the process this one replaces (%s); continuing", exc)
 
 
 def clean_exit() -> None:
