@@ -92,13 +92,15 @@ def group_stop(server: Server, sig: signal.Signals) -> tuple[int, str]:
     all_idle(server)
     os.killpg(server.pid, sig)
     try:
-        server.proc.wait(15)
+        code = server.proc.wait(15)
     except subprocess.TimeoutExpired:
         return WORKERS, "the master did not exit within 15 s"
     finally:
         server.kill()
     log = server.log()
     skipped = len(opened(log) - closed(log))
+    if code != 0:
+        return max(skipped, 1), f"the master exited with {code}"
     if "NO MERCY" in log:  # a worker hung in exit until the master SIGKILLed it
         return max(skipped, 1), "a worker hung in exit (NO MERCY)"
     if "Traceback" in log:

@@ -50,16 +50,15 @@ def create(log: Log) -> None:
     if _table:
         return
     try:
+        if not appname.enabled(log):  # FORKHOOKS_APPLICATION_NAME=0: no backend carries a child's name to find
+            return
         shared = mmap.mmap(-1, SLOTS * 4)  # MAP_SHARED | MAP_ANONYMOUS: every child sees the same pages
         _table.append(memoryview(shared).cast("i"))
         _master.append(os.getpid())
-    except Exception:
-        log.exception("forkhooks: cannot share a pid table with uWSGI's children; dead children's queries run on")
-
-
-def enabled() -> bool:
-    """Whether this process has the table (it was made in the master, before the fork)."""
-    return bool(_table)
+    except Exception as exc:
+        log.warning(
+            "forkhooks: cannot share a pid table with uWSGI's children (%s); dead children's queries run on", exc
+        )
 
 
 def _slot_for(worker_id: int, mule_id: int) -> int | None:
@@ -68,7 +67,8 @@ def _slot_for(worker_id: int, mule_id: int) -> int | None:
         return worker_id
     if 0 < mule_id < OTHERS - MULES:
         return MULES + mule_id
-    # A spooler (or anything else the master forks) has no id: the first slot whose pid is gone.
+    # A spooler (or anything else the master forks) has no id: the first slot whose pid is gone. (Two
+    # spoolers starting at the same instant may pick one slot; the first one's pid is then not kept.)
     for slot in range(OTHERS, SLOTS):
         pid = table[slot]
         if pid == 0 or not appname.alive(pid):
