@@ -188,3 +188,26 @@ def per_child_backends(rows: list[dict[str, Any]]) -> Counter[int]:
         if "backend" in r:
             seen.setdefault(r["pid"], set()).add(r["backend"])
     return Counter({pid: len(b) for pid, b in seen.items()})
+
+
+def kill_mid_query(db: psycopg.Connection, sock: Path, worker: WorkerProcess) -> tuple[int, int, bool]:
+    """SIGKILL the process running the slow job once the server runs its pg_sleep.
+
+    (its backend, its pid, whether the query still runs 3 s after the kill). The job announces its
+    backend just before the query: the kill waits until the server really runs it.
+    """
+    r = client(sock)
+    poll(lambda: worker.alive() and r.llen(jobs.EVENTS) > 0, timeout=60, what="the slow job's query")
+    event = json.loads(r.lindex(jobs.EVENTS, 0))
+    backend, pid = int(event["slow_backend"]), int(event["pid"])
+    poll(lambda: backend in running(db, "pg_sleep"), timeout=10, what="the job's pg_sleep running")
+    os.kill(pid, signal.SIGKILL)
+    return backend, pid, still_running(db, backend, timeout=3)
+
+
+def end_sleeps(db: psycopg.Connection) -> None:
+    """Terminate every pg_sleep left on the server: no 30 s query outlives its test."""
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%%pg_sleep%%'"
+        " AND pid <> pg_backend_pid() AND application_name <> 'forkhooks-observer'"
+    )

@@ -20,10 +20,11 @@ from .jobrunners import (
     celery,
     client,
     collect,
+    end_sleeps,
+    kill_mid_query,
     parent,
     per_child_backends,
     poll,
-    running,
     sessions,
     still_running,
     tally,
@@ -320,34 +321,22 @@ def test_pool_process_killed_mid_query_leaves_no_query_running(
     case: str, settings: str, env: dict[str, str], dsn: str, db: psycopg.Connection, broker: Path, tmp_path: Path
 ) -> None:
     """A pool process SIGKILLed (the OOM killer, kill -9) in pg_sleep(30): its query is gone within 3 s."""
-    import os
-    import signal
-
     from celery import Celery
 
     worker = celery(dsn, broker, tmp_path, settings=settings, env=env)
     app = Celery("sender", broker=f"redis+socket://{broker}", set_as_current=False)
-    r = client(broker)
-    slow_backend = 0
     try:
         app.send_task("sleep", [30])
-        poll(lambda: r.llen(jobs.EVENTS) > 0, timeout=30, what="the task's query started")
-        event = json.loads(r.lindex(jobs.EVENTS, 0))
-        slow_backend = event["slow_backend"]
-        # The task announces its backend just before the query: kill it once the server runs it.
-        poll(lambda: slow_backend in running(db, "pg_sleep"), timeout=10, what="the task's pg_sleep running")
-        os.kill(event["pid"], signal.SIGKILL)
-        still = still_running(db, slow_backend, timeout=3)
+        _, killed, still = kill_mid_query(db, broker, worker)
         code = worker.stop()
     finally:
         app.close()
         worker.kill()
-        if slow_backend:
-            db.execute("SELECT pg_terminate_backend(%s)", [slow_backend])
+        end_sleeps(db)
     record("celery", f"sigkill-{case}", tally([], []), query_left_running=still)
     assert code == 0, worker.log()[-3000:]
     if case.startswith("control"):
         assert still, "without forkhooks.celery the killed pool process's query ended anyway"
     else:
         assert not still, worker.log()[-3000:]
-        assert f"pool process {event['pid']} died (SIGKILL) without closing: ended 1 backend(s)" in worker.log()
+        assert f"pool process {killed} died (SIGKILL) without closing: ended 1 backend(s)" in worker.log()

@@ -87,7 +87,9 @@ def test_warm_up_against_a_refusing_server_logs_one_line_and_returns(tmp_path: P
         """
     )
     assert done.returncode == 0, done.stderr
-    assert "pool 'default' did not reach min_size=1 within 1.0s" in done.stdout
+    assert "pool 'default' not ready within 1.0s (no connection: " in done.stdout, done.stdout
+    assert done.stdout.count("not ready within") == 1, done.stdout
+    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
     assert done.stdout.rstrip().endswith("survived")
 
 

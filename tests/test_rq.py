@@ -28,6 +28,8 @@ from .jobrunners import (
     backends_left,
     client,
     collect,
+    end_sleeps,
+    kill_mid_query,
     parent,
     poll,
     running,
@@ -219,20 +221,12 @@ def test_horse_killed_mid_query_leaves_no_query_running(
     queue = rq.Queue("default", connection=client(broker))
     queue.enqueue(jobs.slow, 30, job_timeout=120)
     worker = rqworker(dsn, broker, tmp_path, WITHOUT, worker_class, burst=False)
-    slow_backend = 0
     try:
-        poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=60, what="the slow job's query")
-        event = json.loads(client(broker).lindex(jobs.EVENTS, 0))
-        slow_backend, horse = event["slow_backend"], event["pid"]
-        # The job announces its backend just before the query: kill the horse once the server runs it.
-        poll(lambda: slow_backend in running(db, "pg_sleep"), timeout=10, what="the job's pg_sleep running")
-        os.kill(horse, signal.SIGKILL)
-        still = still_running(db, slow_backend, timeout=3)
+        _, horse, still = kill_mid_query(db, broker, worker)
         code = worker.stop()
     finally:
         worker.kill()
-        if slow_backend:
-            db.execute("SELECT pg_terminate_backend(%s)", [slow_backend])
+        end_sleeps(db)
     record("rq", f"sigkill-{worker_class}", tally([], []), query_left_running=still)
     assert code is not None, worker.log()[-3000:]
     if worker_class == "rq.worker.Worker":

@@ -6,10 +6,7 @@ as a project's start-up check does, and checks that session again when it exits.
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import signal
 import subprocess
 from pathlib import Path
 
@@ -23,10 +20,9 @@ from .jobrunners import (
     backends_left,
     client,
     collect,
+    end_sleeps,
+    kill_mid_query,
     parent,
-    poll,
-    running,
-    still_running,
     tally,
 )
 from .project import jobs
@@ -115,22 +111,15 @@ def test_rqworker_pool_horse_killed_mid_query(dsn: str, db: psycopg.Connection, 
     queue = rq.Queue("default", connection=client(broker))
     queue.enqueue(jobs.slow, 30, job_timeout=120)
     worker = pool(dsn, broker, tmp_path, WITH_APP, burst=False)
-    slow_backend = 0
     try:
-        poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=60, what="the slow job's query")
-        event = json.loads(client(broker).lindex(jobs.EVENTS, 0))
-        slow_backend, horse = event["slow_backend"], event["pid"]
-        poll(lambda: slow_backend in running(db, "pg_sleep"), timeout=10, what="the job's pg_sleep running")
-        os.kill(horse, signal.SIGKILL)
-        still = still_running(db, slow_backend, timeout=3)
+        _, _, still = kill_mid_query(db, broker, worker)
         try:
             stopped: int | None = worker.stop()
         except subprocess.TimeoutExpired:  # WorkerPool's own stop can hang, with or without forkhooks: killed
             stopped = None
     finally:
         worker.kill()
-        if slow_backend:
-            db.execute("SELECT pg_terminate_backend(%s)", [slow_backend])
+        end_sleeps(db)
     record("rq-pool", "sigkill-horse", tally([], []), query_left_running=still, stop_exit=stopped)
     assert not still, worker.log()[-3000:]
     assert backends_left(db) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dis
+import functools
 import os
 import signal
 import sys
@@ -255,6 +256,30 @@ def _start_pools() -> None:
                 log.exception("forkhooks: opening pool %r failed; the worker serves and retries on use", alias)
     if _core.settings.warm_enabled(log):
         _core.warm(log=log, who="worker")  # the pools are open: this waits for min_size
+    for alias in _django.pooled_aliases():
+        try:
+            pool = _django.pool_of(alias)
+            if pool is not None and getattr(pool, "closed", False):
+                # warm() dropped a pool that reached no server: Django opens a fresh one on the
+                # first request, in a request thread whose stop signals are not blocked.
+                _open_with_stop_signals_blocked(pool)
+        except Exception:
+            log.exception("forkhooks: preparing pool %r failed; the worker serves and Django opens it on use", alias)
+
+
+def _open_with_stop_signals_blocked(pool: Any) -> None:
+    """Make the pool's first open() start its threads with stop signals blocked, then get out of the way.
+
+    An instance attribute shadows the class's open() until that first call removes it:
+    Django calls pool.open() before every getconn(), and nothing of ours stays on that path.
+    """
+
+    def open_once(*args: Any, **kwargs: Any) -> Any:
+        pool.__dict__.pop("open", None)
+        with stop_signals_blocked():
+            return pool.open(*args, **kwargs)
+
+    pool.open = functools.update_wrapper(open_once, type(pool).open)
 
 
 # --- The master: close after the app loaded, before the first fork. ---

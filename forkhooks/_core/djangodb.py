@@ -126,6 +126,16 @@ def try_building_pools() -> list[str]:
         except Exception as exc:
             problems.append(f"DATABASES[{alias!r}]['OPTIONS']['pool'] is invalid: {type(exc).__name__}: {exc}")
             continue
-        if not existed and pools.get(alias) is pool:  # the master must not keep it: drop the unopened object
-            del pools[alias]
+        if not existed:  # the master must not keep it: drop the unopened object
+            forget_pool(alias, pool)
     return problems
+
+
+def forget_pool(alias: str, pool: Any) -> None:
+    """Remove `pool` from Django's pools if it is still the one for `alias`: the next use builds a fresh one."""
+    conns = handler()
+    if conns is None:
+        return
+    pools = type(conns[alias])._connection_pools
+    if pools.get(alias) is pool:
+        del pools[alias]

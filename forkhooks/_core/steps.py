@@ -203,26 +203,45 @@ def warm(*, log: Log | None = None, who: str = "worker", timeout: float | None =
             pool = _django.pool_of(alias)
             if pool is None or "wait" not in inspect.signature(pool.open).parameters:
                 continue
-            try:
-                pool.open(wait=True, timeout=timeout)
-            except Exception as exc:  # server down or slow: serve anyway, the pool retries
-                log.warning(
-                    "forkhooks: pool %r did not reach min_size=%s within %ss (%s); "
-                    "the worker serves and the pool keeps connecting",
-                    alias,
-                    getattr(pool, "min_size", "?"),
-                    timeout,
-                    exc,
-                )
-                report.opened.append(f"{alias!r} (not ready)")
-                continue
-            report.opened.append(f"{alias!r} ({pool.min_size} connections)")
+            report.opened.append(_warm_django_pool(alias, pool, timeout, log))
     for obj in _guarded_list(_tracked.tracked, report, log, "listing tracked pools"):
         with _guard(report, log, f"warming tracked {_tracked.name(obj)}"):
-            opened = _tracked.warm(obj, timeout)
+            try:
+                opened = _tracked.warm(obj, timeout)
+            except _tracked.NotReady as short:  # the application holds the pool: it stays as it is
+                log.warning(
+                    "forkhooks: tracked %s not ready within %ss (%s); the worker serves and %s",
+                    short.label,
+                    timeout,
+                    short.reason,
+                    short.then,
+                )
+                opened = f"{short.label} (not ready)"
             if opened:
                 report.opened.append(opened)
     return _finish(report, log, who)
+
+
+def _warm_django_pool(alias: str, pool: Any, timeout: float, log: Log) -> str:
+    """Open a Django pool and wait for its min_size; a pool that reached no server is dropped, not kept."""
+    waited = _tracked.wait_min_size(pool, timeout)
+    if waited.ready:
+        return f"{alias!r} ({pool.min_size} connections)"
+    error = f": {waited.error}" if waited.error else ""
+    if waited.idle:  # the server answers (slowly, or up to a limit): keep the pool, it goes on filling
+        reason = f"{waited.idle} of min_size={pool.min_size} connections{error}"
+        then = "the pool keeps connecting"
+    else:
+        # The server is unreachable. The pool would go on retrying with psycopg_pool's backoff
+        # (1, 2, 4, ... s): after a long outage its next attempt can come long after the server
+        # is back. Without forkhooks Django opens its pool on the first request, so do as it
+        # does: drop this one (bounded close) and let the first request build a fresh one.
+        reason = f"no connection{error}"
+        then = "Django opens the pool on the first request"
+        _django.forget_pool(alias, pool)
+        _close_pool(pool, _settings.close_timeout(log))
+    log.warning("forkhooks: pool %r not ready within %ss (%s); the worker serves and %s", alias, timeout, reason, then)
+    return f"{alias!r} (not ready)"
 
 
 def _guarded_list(source: Callable[[], Any], report: Report, log: Log, what: str) -> list[Any]:

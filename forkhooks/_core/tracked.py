@@ -7,8 +7,10 @@ Anything else can be built per process with PerProcess(factory).
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -24,6 +26,16 @@ _tracked: weakref.WeakSet[Any] = weakref.WeakSet()
 # Pools that close() closed: the next child brings them back open (a gunicorn
 # master closes at when_ready, and every worker it forks needs a usable pool).
 _closed_by_us: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+class NotReady(Exception):
+    """A pool short of its minimum size when warm()'s time was up: one warning line, never a traceback."""
+
+    def __init__(self, label: str, reason: str, then: str) -> None:
+        super().__init__(reason)
+        self.label = label  # what the pool is called in the log
+        self.reason = reason  # how far it got, and the last connection error
+        self.then = then  # what happens next, for the operator
 
 
 @dataclass(frozen=True)
@@ -102,11 +114,78 @@ def _close_psycopg_pool(pool: Any, timeout: float) -> bool:
     return True
 
 
+def one_line(exc: object) -> str:
+    """A driver error on one line (libpq's messages span several)."""
+    return " ".join(str(exc).split())
+
+
+# psycopg_pool's own line for a failed connection attempt (psycopg_pool.ConnectionPool._add_connection).
+_CONNECT_ERROR = "error connecting in %r: %s"
+
+
+class _LastConnectError(logging.Handler):
+    """The last connection error psycopg_pool logs for one pool while warm() waits: the reason in its warning."""
+
+    def __init__(self, pool_name: str) -> None:
+        super().__init__(logging.WARNING)
+        self.pool_name = pool_name
+        self.error = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if record.msg == _CONNECT_ERROR and isinstance(args, tuple) and len(args) == 2 and args[0] == self.pool_name:
+            self.error = one_line(args[1])
+
+
+@dataclass(frozen=True)
+class Waited:
+    """How a wait for a psycopg_pool pool's min_size ended."""
+
+    ready: bool
+    idle: int  # connections in the pool when the wait ended
+    error: str  # the last connection error psycopg_pool logged meanwhile, or ""
+
+
+# How often wait_min_size() looks at the pool: a worker starts at most this much later than its pool is full.
+_POLL = 0.02
+
+
+def wait_min_size(pool: Any, timeout: float) -> Waited:
+    """Open a psycopg_pool pool if it is not, then wait up to `timeout` s for min_size idle connections.
+
+    Not psycopg_pool's wait() (nor open(wait=True)): on timeout it closes the pool, and a
+    closed pool can never be reopened ("pool has already been opened/closed"); Django keeps
+    the object and every later request fails. Its ready event is private and allows one
+    waiter, so this polls the public stats instead: one short lock every _POLL seconds.
+    time.sleep is looked up at each call, so a gevent-patched worker yields while it waits.
+    """
+    pool.open(wait=False)
+    watch = _LastConnectError(str(getattr(pool, "name", "")))
+    logger = logging.getLogger("psycopg.pool")
+    logger.addHandler(watch)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            idle = int(pool.get_stats().get("pool_available", 0))
+            if idle >= pool.min_size:
+                return Waited(True, idle, "")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return Waited(False, idle, watch.error)
+            time.sleep(min(_POLL, left))
+    finally:
+        logger.removeHandler(watch)
+
+
 def _warm_psycopg_pool(pool: Any, timeout: float) -> str | None:
     if pool._closed:
         return None
-    pool.wait(timeout=timeout)
-    return f"{pool.name!r} ({pool.min_size} connections)"
+    label = f"{pool.name!r}"
+    waited = wait_min_size(pool, timeout)  # never closes: the application holds this object
+    if not waited.ready:
+        reason = f"{waited.idle} of min_size={pool.min_size} connections"
+        raise NotReady(label, f"{reason}: {waited.error}" if waited.error else reason, "the pool keeps connecting")
+    return f"{label} ({pool.min_size} connections)"
 
 
 def _close_async(pool: Any, timeout: float) -> bool:
@@ -147,10 +226,20 @@ def _close_psycopg2_pool(pool: Any, timeout: float) -> bool:
 def _warm_psycopg2_pool(pool: Any, timeout: float) -> str | None:
     if pool.closed:
         return None
+    label = "psycopg2 pool"
+    driver_error = getattr(sys.modules.get("psycopg2"), "Error", Exception)
+    deadline = time.monotonic() + timeout
     with getattr(pool, "_lock", None) or nullcontext():  # SimpleConnectionPool has no lock
-        while len(pool._pool) + len(pool._used) < pool.minconn:
-            pool._connect()
-    return f"psycopg2 pool ({pool.minconn} connections)"
+        while (held := len(pool._pool) + len(pool._used)) < pool.minconn:
+            # Bounded between attempts; one attempt is bounded by the DSN's connect_timeout (libpq's own).
+            if time.monotonic() > deadline:
+                raise NotReady(label, f"{held} of minconn={pool.minconn} connections", "getconn() connects on use")
+            try:
+                pool._connect()
+            except driver_error as exc:  # server down: the pool stays usable, getconn() connects on demand
+                reason = f"{held} of minconn={pool.minconn} connections: {one_line(exc)}"
+                raise NotReady(label, reason, "getconn() connects on use") from None
+    return f"{label} ({pool.minconn} connections)"
 
 
 # --- SQLAlchemy Engine ---

@@ -166,12 +166,20 @@ class EmbeddedPostgres:
         `dsn` does not change.
         """
         began = time.monotonic()
-        self._pg_ctl("-m", "fast", "stop")
-        stopped = time.monotonic()
+        stopped = self.halt()
         if down > 0:
             time.sleep(down)  # the outage asked for, not a wait for readiness
-        self._start()
-        return Restart(began, stopped, time.monotonic())
+        return Restart(began, stopped, self.start())
+
+    def halt(self) -> float:
+        """Stop the server (fast: sessions are terminated), keeping its data; time.monotonic() once it is down."""
+        self._pg_ctl("-m", "fast", "stop")
+        return time.monotonic()
+
+    def start(self) -> float:
+        """Start the server again after halt(), same `dsn`; time.monotonic() once it accepts connections."""
+        self._start()  # pg_ctl -w: returns once the server accepts connections
+        return time.monotonic()
 
     def stop(self) -> None:
         """Stop the server and delete its data directory."""
