@@ -12,7 +12,12 @@ GIL and without ``os.register_at_fork`` callbacks. Importing this module:
   uWSGI's stop signals blocked, so the pools' threads never take a stop signal;
 - closes the pools from ``uwsgi.atexit`` when a worker exits (also re-hooked
   after a lazy-apps worker loaded its app). Hooks registered before or after
-  keep running.
+  keep running;
+- makes uWSGI's stop handlers block each other's signals in every child, so a
+  stop sent to the whole process group cannot re-enter ``exit()`` (a skipped
+  close, or a worker hung in exit);
+- ends the backends of a child that died without closing (busy at a stop,
+  harakiri, SIGKILL): its respawned successor does, or the master's exit.
 """
 
 from __future__ import annotations

@@ -279,6 +279,10 @@ def test_modes_serve_and_close(
         results = loadgen.run(server.target, n, concurrency=8 if name == "cheaper" else 16, path=path)
         during = app_backends(db)
         stuck = hung(server, results.pids)
+        # A worker recycled at the end of the load may still be starting: a stop that reaches it before
+        # uWSGI set its signal handlers is lost, and the master waits for it. Idle workers have them.
+        if name == "max-requests" and not stuck:
+            all_idle(server)
         fifo(server, b"q")
         code = wait_exit(server, db)
     finally:

@@ -23,6 +23,8 @@ except ImportError:
 
 from .. import _core
 from .._core import djangodb as _django
+from . import uwsgi_reap as _reap
+from . import uwsgi_signals as _signals
 from .lifecycle import child_started, master_ready
 
 __all__ = ["post_fork", "at_exit"]
@@ -64,11 +66,18 @@ def threads_enabled() -> bool:
 
 def post_fork() -> None:
     """In a process uWSGI just forked: discard inherited connections and pools, then warm a worker's pools."""
+    _reap.disarm_in_child()  # the master's exit handler must never run here
     _stop_watching_imports()  # a child pays nothing per import
     worker = uwsgi.worker_id() > 0  # mules and spoolers are forked too, but serve no requests
     with stop_signals_blocked():  # a tracked pool reopens here: its threads must not take a stop signal either
         child_started(log=log, who="worker" if worker else "child")
     _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
+    if not worker:
+        _signals.mask_now(log)  # a mule's or spooler's handlers are in place before this hook
+        _reap.child_started(0, _mule_id(), log, who="child")
+    elif not _lazy():  # a lazy-apps worker does this once its app has loaded (app_loaded)
+        _mask_stop_handlers()
+        _reap.child_started(uwsgi.worker_id(), 0, log)
     if worker:
         _handle_harakiri()
         _start_pools()
@@ -96,7 +105,9 @@ def at_exit() -> None:
     # follow-up to a group signal) would re-enter exit() halfway through closing, or, delivered
     # after it, run a handler in the middle of the exit.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    _core.close(log=log, who="worker" if uwsgi.worker_id() > 0 else "child")
+    report = _core.close(log=log, who="worker" if uwsgi.worker_id() > 0 else "child")
+    if not report.failures:
+        _reap.clean_exit()  # nothing of ours outlives this process: its successor need not look
 
 
 def _hook_atexit() -> None:
@@ -106,6 +117,24 @@ def _hook_atexit() -> None:
         return
     _previous_atexit = current
     uwsgi.atexit = at_exit
+
+
+def _mask_stop_handlers() -> None:
+    """In a worker: make uWSGI's stop handlers, once it sets them, block each other's signals."""
+    if threads_enabled():  # without threads the waiting thread would never run; nothing to mask then
+        _signals.mask_when_installed(log, stop_signals_blocked)
+
+
+def _lazy() -> bool:
+    """Whether each worker loads the app itself (lazy-apps, or the older lazy)."""
+    return _opt("lazy-apps") or _opt("lazy")
+
+
+def _mule_id() -> int:
+    try:
+        return int(uwsgi.mule_id())
+    except Exception:  # not a mule, or a uWSGI without mule_id()
+        return 0
 
 
 def _ours(hook: Any) -> bool:
@@ -328,6 +357,7 @@ def _maybe_app_loaded() -> None:
             __import__(module)
     except Exception:
         log.exception("forkhooks: importing a mounted app failed; uWSGI will report it too")
+        _unblock_after_load()
         return
     first = _loaded_in is None
     _loaded_in = os.getpid()
@@ -378,6 +408,9 @@ def app_loaded() -> None:
     """uWSGI has loaded the app: the master closes what it opened; a lazy-apps worker hooks atexit and warms."""
     if uwsgi.worker_id() > 0:  # lazy-apps: this worker loaded the app itself
         _hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
+        _mask_stop_handlers()  # uWSGI sets the worker's handlers next
+        _unblock_after_load()
+        _reap.child_started(uwsgi.worker_id(), 0, log)
         _handle_harakiri()
         _start_pools()
         return
@@ -392,6 +425,15 @@ def app_loaded() -> None:
     master_ready(log=log, workers=workers, threads=threads)
 
 
+_loading_mask: list[Any] = []  # a lazy-apps worker's own mask while its app loads
+
+
+def _unblock_after_load() -> None:
+    """A lazy-apps worker's app has loaded: its main thread takes stop signals again (its threads never do)."""
+    if _loading_mask:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _loading_mask.pop())
+
+
 def _setup() -> None:
     if not threads_enabled():
         log.warning(
@@ -404,6 +446,14 @@ def _setup() -> None:
     _hook_atexit()
     _read_app_config()
     _watch_imports()
+    if uwsgi.worker_id() > 0 and _lazy() and _app_modules and not all(_imported(m) for m in _app_modules):
+        # lazy-apps: this worker loads the app next, and a query while it loads starts the pool's threads.
+        # They must not take a stop signal (uWSGI's exit would run in a pool thread, and with the main
+        # thread taking the other signal, two threads would run exit() at once): block until app_loaded.
+        _loading_mask.append(signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS))
+    elif uwsgi.worker_id() == 0 and _opt("master"):  # the master, before it forks anything
+        _reap.create(log)
+        _reap.arm_master_exit(log)
 
 
 _setup()
