@@ -15,7 +15,7 @@ import psycopg
 import redis
 
 from forkhooks.demo.loadgen import Results
-from forkhooks.demo.process import poll
+from forkhooks.demo.process import children, poll
 
 from .conftest import PYTHON, ROOT, app_backends, child_env
 from .project import jobs
@@ -78,11 +78,25 @@ class WorkerProcess:
             self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the group (a control stopped at its first proof, or cleanup)."""
+        """SIGKILL the group and every descendant (a control stopped at its first proof, or cleanup).
+
+        RQ's horses start a session of their own (setsid): a signal to the worker's group misses
+        them, and a horse left blocked on a shared socket would keep a backend for the next tests.
+        """
+        found, todo = [], [self.pid]
+        while todo:
+            kids = children(todo.pop())
+            found += kids
+            todo += kids
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.proc.poll() is None:
             self.proc.wait(10)
 

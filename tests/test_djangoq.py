@@ -38,6 +38,9 @@ from .jobrunners import (
 from .project import jobs
 from .record import record
 
+# A runner or a proxy behaves the same on every Python and Django here: run once in the matrix (py311).
+pytestmark = pytest.mark.slow
+
 WITH_APP = "tests.project.settings_runners"
 WITHOUT = "tests.project.settings_runners_without"
 PSYCOPG2 = "tests.project.settings_runners_psycopg2"

@@ -26,7 +26,7 @@ from typing import Self
 import psycopg
 import pytest
 
-from forkhooks._tools.appname import parse
+from forkhooks._tools.appname import SUPERVISOR, parse
 from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
 
@@ -74,8 +74,13 @@ class Sample:
         return out
 
     def unlabelled(self) -> int:
-        """Backends past start-up not named forkhooks:worker:<pid> (the master's, or a stranger's)."""
-        return self.total - sum(self.owners().values()) - self.names[STARTING]
+        """Backends past start-up not named forkhooks:worker:<pid> (the master's, or a stranger's).
+
+        The master's short connection that ends a dead worker's backends (role "supervisor") is not
+        one it holds: it is closed within the moment.
+        """
+        supervising = sum(n for name, n in self.names.items() if (parse(name) or (0, ""))[1] == SUPERVISOR)
+        return self.total - sum(self.owners().values()) - self.names[STARTING] - supervising
 
 
 class Background:

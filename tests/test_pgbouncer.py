@@ -35,6 +35,9 @@ from .record import record
 from .servers import Server, gunicorn, poll, start
 from .test_operator import forkhooks_cli, killed_client
 
+# A runner or a proxy behaves the same on every Python and Django here: run once in the matrix (py311).
+pytestmark = pytest.mark.slow
+
 WSGI = "forkhooks.demo.site.wsgi:application"
 MODES = ["session", "transaction"]
 REQUESTS = 300
@@ -72,6 +75,7 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s
 import django
 django.setup()
 from forkhooks._adapters import cancel
+
 if os.environ.get("CASE_NO_DETECTION") == "1":  # a control: detection undone
     cancel._through_pooler = lambda conn, cur: False
 if os.environ.get("CASE_NO_PROOF") == "1":  # a control: the kernel's word on who holds a backend ignored

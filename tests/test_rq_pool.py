@@ -28,6 +28,9 @@ from .jobrunners import (
 from .project import jobs
 from .record import record
 
+# A runner or a proxy behaves the same on every Python and Django here: run once in the matrix (py311).
+pytestmark = pytest.mark.slow
+
 WITH_APP = "tests.project.settings_jobs_pool"
 WITHOUT = "tests.project.settings_jobs_pool_without"
 N = 200

@@ -83,6 +83,7 @@ def _act(function: str, tail: str, pid: int, log: Log) -> int:
         servers.add(server)
         params = wrapper.get_connection_params()
         params["connect_timeout"] = CONNECT_TIMEOUT
+        params["application_name"] = appname.for_this_process(appname.SUPERVISOR, params.get("application_name"))
         conn = wrapper.Database.connect(**params)
         try:
             conn.autocommit = True

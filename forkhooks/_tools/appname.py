@@ -100,6 +100,18 @@ def ours(owner: Owner | None) -> TypeGuard[Owner]:
     return owner is not None and owner.host == host_token()
 
 
+# The role of a supervisor's own short connections (ending or cancelling a child's queries): they
+# last a moment, and a look at pg_stat_activity then tells them from a backend the process holds.
+SUPERVISOR = "supervisor"
+
+
+def for_this_process(role: str, current: str | None = None) -> str:
+    """The name compose() gives this process in `role`, keeping the prefix of `current` (or of PGAPPNAME)."""
+    base = current or (_user_env[0] if _user_env else os.environ.get("PGAPPNAME"))
+    owner = parse(base) if base else None  # a name of ours already: keep only its prefix
+    return compose(owner.prefix if owner else base, role, os.getpid())
+
+
 def alive(pid: int) -> bool:
     """Whether a process with this pid exists on this host (a zombie counts until it is reaped)."""
     try:
