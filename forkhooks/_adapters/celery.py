@@ -22,6 +22,7 @@ from .. import _core
 from .._tools import appname
 from . import cancel as _cancel
 from . import forks
+from .patching import wrap_method
 
 __all__ = ["cancel_queries_of", "keeps_pools", "patch_django_fixup", "patch_hard_time_limit", "patch_pool_terminate"]
 
@@ -286,13 +287,7 @@ def _wrap_method(
         cls = getattr(importlib.import_module(module), cls_name)
     except Exception:
         return False
-    current = getattr(cls, name, None)
-    if current is None or getattr(current, "_forkhooks", False):
-        return current is not None
-    wrapped = wrap(current)
-    wrapped._forkhooks = True  # type: ignore[attr-defined]
-    setattr(cls, name, wrapped)
-    return True
+    return wrap_method(cls, name, wrap)
 
 
 def _connect() -> None:

@@ -36,6 +36,7 @@ from .. import _core
 from .._tools import appname
 from . import cancel as _cancel
 from . import forks
+from .patching import wrap_method
 
 __all__ = ["ROLE"]
 
@@ -168,20 +169,6 @@ def _close_at_exit() -> None:
     _core.close(log=log, who="django-q2 worker")
 
 
-def _wrap(cls: Any, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> bool:
-    """Replace cls.name with wrap(itself), once; False when this django-q2 has no such method."""
-    current = getattr(cls, name, None)
-    if current is None:
-        log.warning("forkhooks: this django-q2's %s has no %s; that part of forkhooks is off", cls.__name__, name)
-        return False
-    if getattr(current, "_forkhooks", False):
-        return True
-    wrapped = wrap(current)
-    wrapped._forkhooks = True  # type: ignore[attr-defined]
-    setattr(cls, name, wrapped)
-    return True
-
-
 def _connect() -> None:
     global _connected
     if _connected:
@@ -191,9 +178,9 @@ def _connect() -> None:
     signals = importlib.import_module("django_q.signals")
     forks.install()  # the discard at fork, registered before ours: it runs first in the child
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
-    _wrap(cluster.Cluster, "start", _cluster_start)
-    _wrap(cluster.Sentinel, "__init__", _sentinel_init)
-    _wrap(cluster.Sentinel, "reincarnate", _reincarnate)
+    wrap_method(cluster.Cluster, "start", _cluster_start, log=log)
+    wrap_method(cluster.Sentinel, "__init__", _sentinel_init, log=log)
+    wrap_method(cluster.Sentinel, "reincarnate", _reincarnate, log=log)
     signals.post_spawn.connect(_on_post_spawn, weak=False, dispatch_uid="forkhooks.djangoq.post_spawn")
 
 

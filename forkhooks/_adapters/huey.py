@@ -33,6 +33,7 @@ from .. import _core
 from .._tools import appname
 from . import cancel as _cancel
 from . import forks
+from .patching import wrap_method
 
 __all__ = ["ROLE"]
 
@@ -158,20 +159,6 @@ def _interrupt_workers(original: Callable[..., Any]) -> Callable[..., Any]:
     return interrupt_workers
 
 
-def _wrap(cls: Any, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> bool:
-    """Replace cls.name with wrap(itself), once; False when this Huey has no such method."""
-    current = getattr(cls, name, None)
-    if current is None:
-        log.warning("forkhooks: this Huey's %s has no %s; that part of forkhooks is off", cls.__name__, name)
-        return False
-    if getattr(current, "_forkhooks", False):
-        return True
-    wrapped = wrap(current)
-    wrapped._forkhooks = True  # type: ignore[attr-defined]
-    setattr(cls, name, wrapped)
-    return True
-
-
 def _connect() -> None:
     global _connected
     if _connected:
@@ -180,11 +167,11 @@ def _connect() -> None:
     consumer = importlib.import_module("huey.consumer")
     forks.install()  # the discard at fork, registered before ours: it runs first in the child
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
-    _wrap(consumer.Consumer, "start", _start)
-    _wrap(consumer.Consumer, "loop", _loop)
-    _wrap(consumer.Consumer, "_interrupt_workers", _interrupt_workers)
-    _wrap(consumer.Worker, "initialize", _initialize)
-    _wrap(consumer.Worker, "shutdown", _shutdown)
+    wrap_method(consumer.Consumer, "start", _start, log=log)
+    wrap_method(consumer.Consumer, "loop", _loop, log=log)
+    wrap_method(consumer.Consumer, "_interrupt_workers", _interrupt_workers, log=log)
+    wrap_method(consumer.Worker, "initialize", _initialize, log=log)
+    wrap_method(consumer.Worker, "shutdown", _shutdown, log=log)
 
 
 _connect()
