@@ -65,8 +65,8 @@ def host_token() -> str:
         except OSError:
             pidns = ""
         boot = _read("/proc/sys/kernel/random/boot_id")
-        seed = f"{boot}:{pidns}" if boot else f"{uuid.getnode()}:{socket.gethostname()}"
-        digest = hashlib.sha256(seed.encode()).digest()
+        source = f"{boot}:{pidns}" if boot else f"{uuid.getnode()}:{socket.gethostname()}"
+        digest = hashlib.sha256(source.encode()).digest()
         _host.append(base64.b32encode(digest).decode().lower()[:HOST_LENGTH])
     return _host[0]
 
