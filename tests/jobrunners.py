@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,8 @@ from .project import jobs
 # The job runners' Django settings: pooling on (min 1, max 4), with and without the forkhooks.django app.
 WITH_APP = "tests.project.settings_jobs"
 WITHOUT = "tests.project.settings_jobs_without"
+# Huey and django-q2 without forkhooks.django: what their jobs are enqueued with.
+RUNNERS_WITHOUT = "tests.project.settings_runners_without"
 
 
 def client(sock: Path) -> redis.Redis:
@@ -225,3 +228,37 @@ def end_sleeps(db: psycopg.Connection) -> None:
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%%pg_sleep%%'"
         " AND pid <> pg_backend_pid() AND application_name <> 'forkhooks-observer'"
     )
+
+
+def enqueue_via(runner: str, dsn: str, sock: Path, env: dict[str, str], job: str, args: list[str]) -> None:
+    """Enqueue with the runner's own call ("huey" or "q2"), from a process of its own (tests/project/enqueue.py)."""
+    own = {k: v for k, v in env.items() if k != "FORKHOOKS_TEST_PARENT"}  # only the runner's process holds a session
+    full = child_env(dsn, FORKHOOKS_TEST_REDIS=str(sock), DJANGO_SETTINGS_MODULE=RUNNERS_WITHOUT, **own)
+    argv = [PYTHON, "-m", "tests.project.enqueue", runner, job, *args]
+    done = subprocess.run(argv, cwd=ROOT, env=full, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def stop_timed(worker: WorkerProcess, signum: int, *, timeout: float) -> tuple[int | None, float | None]:
+    """Send `signum` to the group; its exit code and how long it took, or (None, None) if it hung past `timeout`."""
+    start = time.monotonic()
+    os.killpg(worker.pid, signum)
+    try:
+        code = worker.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None, None
+    return code, round(time.monotonic() - start, 1)
+
+
+def backend_exists(db: psycopg.Connection, backend: int) -> bool:
+    """Whether the server still lists `backend`."""
+    return db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend]).fetchone() is not None
+
+
+def app_names(db: psycopg.Connection) -> list[str]:
+    """The application_name of every app backend (observers excluded)."""
+    rows = db.execute(
+        "SELECT application_name FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        " AND application_name <> 'forkhooks-observer'"
+    ).fetchall()
+    return [str(r[0]) for r in rows]

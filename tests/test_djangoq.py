@@ -15,7 +15,6 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psycopg
@@ -24,15 +23,19 @@ import pytest
 from .conftest import PYTHON, ROOT, child_env
 from .jobrunners import (
     WorkerProcess,
+    app_names,
+    backend_exists,
     backends_left,
     client,
     collect,
     comes_true,
+    enqueue_via,
     parent,
     per_child_backends,
     poll,
     running,
     still_running,
+    stop_timed,
     tally,
 )
 from .project import jobs
@@ -82,38 +85,6 @@ def qcluster(dsn: str, sock: Path, tmp: Path, settings: str, env: dict[str, str]
     return worker
 
 
-def enqueue(dsn: str, sock: Path, env: dict[str, str], job: str, args: list[str]) -> None:
-    """Enqueue with django-q2's async_task, from a process of its own (tests/project/enqueue.py)."""
-    own = {k: v for k, v in env.items() if k != "FORKHOOKS_TEST_PARENT"}  # only the runner's process holds a session
-    full = child_env(dsn, FORKHOOKS_TEST_REDIS=str(sock), DJANGO_SETTINGS_MODULE=WITHOUT, **own)
-    argv = [PYTHON, "-m", "tests.project.enqueue", "q2", job, *args]
-    done = subprocess.run(argv, cwd=ROOT, env=full, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-
-
-def stop(worker: WorkerProcess, signum: int, *, timeout: float) -> tuple[int | None, float | None]:
-    """Send `signum` to the group; its exit code and how long it took, or (None, None) if it hung past `timeout`."""
-    start = time.monotonic()
-    os.killpg(worker.pid, signum)
-    try:
-        code = worker.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        return None, None
-    return code, round(time.monotonic() - start, 1)
-
-
-def backend_exists(db: psycopg.Connection, backend: int) -> bool:
-    return db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend]).fetchone() is not None
-
-
-def names(db: psycopg.Connection) -> list[str]:
-    rows = db.execute(
-        "SELECT application_name FROM pg_stat_activity WHERE backend_type = 'client backend'"
-        " AND application_name <> 'forkhooks-observer'"
-    ).fetchall()
-    return [str(r[0]) for r in rows]
-
-
 # (case, settings)
 CASES = [("forkhooks.django", WITH_APP), ("control", WITHOUT)]
 
@@ -132,9 +103,9 @@ def test_q2_cluster(case: str, settings: str, dsn: str, db: psycopg.Connection, 
         assert isinstance(before, int), par
         # The qcluster process forked the Sentinel: with forkhooks it closed its connection first.
         parent_holds = not comes_true(lambda: not backend_exists(db, before), timeout=5)
-        enqueue(dsn, broker, env, "echo", tags)
+        enqueue_via("q2", dsn, broker, env, "echo", tags)
         rows = collect(broker, N, worker, stop_after_bad=3 if case == "control" else None)
-        worker_names = names(db)
+        worker_names = app_names(db)
         # systemd's stop: SIGTERM to every process. django-q2's Sentinel and its children die of it (their
         # SIGTERM is the default action) and the qcluster process then blocks for good in stop_event.set(),
         # waiting for the dead Sentinel to wake from its wait (upstream): the backends must be gone all the same.
@@ -194,12 +165,12 @@ def test_q2_timeout_kill_mid_query(
     worker = qcluster(dsn, broker, tmp_path, settings, env)
     slow_backend = 0
     try:
-        enqueue(dsn, broker, env, "slow", ["30"])
+        enqueue_via("q2", dsn, broker, env, "slow", ["30"])
         poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=30, what="the slow job's query")
         slow_backend = json.loads(client(broker).lindex(jobs.EVENTS, 0))["slow_backend"]
         poll(lambda: "after timeout" in worker.log(), timeout=30, what="the Sentinel killing the worker")
         still = still_running(db, slow_backend, timeout=3)
-        code, stopped_in = stop(worker, signal.SIGINT, timeout=30)
+        code, stopped_in = stop_timed(worker, signal.SIGINT, timeout=30)
     finally:
         worker.kill()
         if slow_backend:  # never leave a 30 s query behind for the next test
@@ -234,7 +205,7 @@ def test_q2_worker_killed_mid_query(
     slow_backend = 0
     code = stopped_in = None
     try:
-        enqueue(dsn, broker, env, "slow", ["30"])
+        enqueue_via("q2", dsn, broker, env, "slow", ["30"])
         poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=30, what="the slow job's query")
         event = json.loads(client(broker).lindex(jobs.EVENTS, 0))
         slow_backend = event["slow_backend"]
@@ -243,7 +214,7 @@ def test_q2_worker_killed_mid_query(
         still = still_running(db, slow_backend, timeout=3)
         if case != "control":  # the control stops at its proof
             poll(lambda: client(broker).llen(READY) >= 5, timeout=20, what="the reincarnated worker")
-            code, stopped_in = stop(worker, signal.SIGINT, timeout=30)
+            code, stopped_in = stop_timed(worker, signal.SIGINT, timeout=30)
     finally:
         worker.kill()
         if slow_backend:  # never leave a 30 s query behind for the next test
@@ -279,7 +250,7 @@ def test_q2_stopped_mid_query(
     worker = qcluster(dsn, broker, tmp_path, settings, env)
     slow_backend = 0
     try:
-        enqueue(dsn, broker, env, "slow", ["30"])
+        enqueue_via("q2", dsn, broker, env, "slow", ["30"])
         poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=30, what="the slow job's query")
         slow_backend = json.loads(client(broker).lindex(jobs.EVENTS, 0))["slow_backend"]
         poll(lambda: slow_backend in running(db, "pg_sleep"), timeout=10, what="the job's pg_sleep running")

@@ -22,15 +22,19 @@ import pytest
 from .conftest import PYTHON, ROOT, app_backends, child_env
 from .jobrunners import (
     WorkerProcess,
+    app_names,
+    backend_exists,
     backends_left,
     client,
     collect,
     comes_true,
+    enqueue_via,
     parent,
     per_child_backends,
     poll,
     running,
     still_running,
+    stop_timed,
     tally,
 )
 from .project import jobs
@@ -73,27 +77,6 @@ def run_huey(
     return worker
 
 
-def enqueue(dsn: str, sock: Path, env: dict[str, str], job: str, args: list[str]) -> None:
-    """Enqueue with Huey's own task call, from a process of its own (tests/project/enqueue.py)."""
-    own = {k: v for k, v in env.items() if k != "FORKHOOKS_TEST_PARENT"}  # only the runner's process holds a session
-    full = child_env(dsn, FORKHOOKS_TEST_REDIS=str(sock), DJANGO_SETTINGS_MODULE=WITHOUT, **own)
-    argv = [PYTHON, "-m", "tests.project.enqueue", "huey", job, *args]
-    done = subprocess.run(argv, cwd=ROOT, env=full, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-
-
-def backend_exists(db: psycopg.Connection, backend: int) -> bool:
-    return db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [backend]).fetchone() is not None
-
-
-def names(db: psycopg.Connection) -> list[str]:
-    rows = db.execute(
-        "SELECT application_name FROM pg_stat_activity WHERE backend_type = 'client backend'"
-        " AND application_name <> 'forkhooks-observer'"
-    ).fetchall()
-    return [str(r[0]) for r in rows]
-
-
 # (case, settings)
 CASES = [("forkhooks.django", WITH_APP), ("control", WITHOUT)]
 
@@ -115,10 +98,10 @@ def test_huey_process_workers(
         assert isinstance(before, int), par
         # The consumer forked its workers: with forkhooks it closed its connection first.
         parent_holds = not comes_true(lambda: not backend_exists(db, before), timeout=5)
-        enqueue(dsn, broker, env, "echo", tags)
+        enqueue_via("huey", dsn, broker, env, "echo", tags)
         rows = collect(broker, N, worker, stop_after_bad=3 if case == "control" else None)
-        worker_names = names(db)
-        code, stopped_in = stop(worker, signal.SIGTERM, timeout=10 if case == "control" else 30)
+        worker_names = app_names(db)
+        code, stopped_in = stop_timed(worker, signal.SIGTERM, timeout=10 if case == "control" else 30)
     finally:
         worker.kill()
     results = tally(tags[: len(rows)] if case == "control" else tags, rows)
@@ -153,19 +136,6 @@ def test_huey_process_workers(
     assert worker.log().count("forkhooks: huey consumer") >= 5, worker.log()[-3000:]  # 4 workers + the scheduler
 
 
-def stop(worker: WorkerProcess, signum: int, *, timeout: float) -> tuple[int | None, float | None]:
-    """Send `signum` to the group; its exit code and how long it took, or (None, None) if it hung past `timeout`."""
-    import time
-
-    start = time.monotonic()
-    os.killpg(worker.pid, signum)
-    try:
-        code = worker.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        return None, None
-    return code, round(time.monotonic() - start, 1)
-
-
 # (case, settings)
 KILLED = [("forkhooks.django", WITH_APP), ("control", WITHOUT)]
 
@@ -183,7 +153,7 @@ def test_huey_worker_killed_mid_query(
     slow_backend = 0
     code = stopped_in = None
     try:
-        enqueue(dsn, broker, env, "slow", ["30"])
+        enqueue_via("huey", dsn, broker, env, "slow", ["30"])
         poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=30, what="the slow job's query")
         event = json.loads(client(broker).lindex(jobs.EVENTS, 0))
         slow_backend = event["slow_backend"]
@@ -193,7 +163,7 @@ def test_huey_worker_killed_mid_query(
         if case != "control":  # the control stops at its proof
             # Huey's health check (every 10 s) starts a new worker in its place.
             poll(lambda: client(broker).llen(READY) >= 5, timeout=20, what="the replacement worker")
-            code, stopped_in = stop(worker, signal.SIGINT, timeout=30)
+            code, stopped_in = stop_timed(worker, signal.SIGINT, timeout=30)
     finally:
         worker.kill()
         if slow_backend:  # never leave a 30 s query behind for the next test
@@ -231,7 +201,7 @@ def test_huey_stopped_mid_query(
     worker = run_huey(dsn, broker, tmp_path, settings, env)
     slow_backend = 0
     try:
-        enqueue(dsn, broker, env, "slow", ["30"])
+        enqueue_via("huey", dsn, broker, env, "slow", ["30"])
         poll(lambda: worker.alive() and client(broker).llen(jobs.EVENTS) > 0, timeout=30, what="the slow job's query")
         slow_backend = json.loads(client(broker).lindex(jobs.EVENTS, 0))["slow_backend"]
         poll(lambda: slow_backend in running(db, "pg_sleep"), timeout=10, what="the job's pg_sleep running")
@@ -272,9 +242,9 @@ def test_huey_thread_and_greenlet_workers(
     worker = run_huey(dsn, broker, tmp_path, settings, env, kind=kind)
     tags = [f"{i}-{secrets.token_hex(6)}" for i in range(50)]
     try:
-        enqueue(dsn, broker, env, "echo", tags)
+        enqueue_via("huey", dsn, broker, env, "echo", tags)
         rows = collect(broker, len(tags), worker)
-        code, stopped_in = stop(worker, signal.SIGTERM, timeout=30)
+        code, stopped_in = stop_timed(worker, signal.SIGTERM, timeout=30)
     finally:
         worker.kill()
     results = tally(tags, rows)
