@@ -4,6 +4,7 @@
     nox                          # every session below (scripts/test --matrix runs this)
     nox -s py313-django61        # one session
     nox -R -s gunicorn23         # reuse its venv and skip the install (local reruns)
+    nox -s unit                  # the unit tier alone: seconds, no server (scripts/test --unit)
     nox -s support-table         # print the table of what ran (scripts/support-table --write puts it in README.md)
 
 Each pytest run appends one line to .results/support.jsonl (tests/conftest.py); no
@@ -75,6 +76,17 @@ def py313_django61(session: nox.Session) -> None:
 def gunicorn23(session: nox.Session) -> None:
     """The gunicorn tests on the oldest gunicorn claimed (23.0.0): Python 3.11, Django 5.2."""
     _tests(session, "5.2", GUNICORN_OLDEST, "-k", GUNICORN_SUBSET, *ONCE)
+
+
+# The unit tier (tests/unit): pure functions in-process, no server, so only what they import.
+UNIT_DEPS = ("django>=5.2", "gunicorn>=23", "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100")
+
+
+@nox.session(python=_python("3.11"), default=False)
+def unit(session: nox.Session) -> None:
+    """The unit tier alone, in seconds and without PostgreSQL (scripts/test --unit); the sessions above run it too."""
+    session.install("-e", ".", *UNIT_DEPS)
+    session.run("python", "-m", "pytest", "tests/unit", "-m", "unit", *session.posargs)
 
 
 @nox.session(name="support-table", python=False, default=False)

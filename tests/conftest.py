@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pytest
+
+if TYPE_CHECKING:  # imported where used: the unit tier (tests/unit) runs without the drivers
+    import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -38,6 +40,8 @@ def dsn() -> Iterator[str]:
 @pytest.fixture
 def db(dsn: str) -> Iterator[psycopg.Connection]:
     """An observer connection (autocommit) to inspect the server from outside."""
+    import psycopg
+
     with psycopg.connect(dsn, autocommit=True, application_name="forkhooks-observer") as conn:
         yield conn
 
@@ -142,6 +146,8 @@ def pytest_runtest_call(item: pytest.Item) -> None:
     """Note the PostgreSQL server's version the first time a test uses the `dsn` fixture."""
     dsn = getattr(item, "funcargs", {}).get("dsn")
     if dsn and _SUPPORT["postgresql"] is None:
+        import psycopg
+
         try:  # as an observer: tests do not count it among the app's backends
             with psycopg.connect(dsn, connect_timeout=5, application_name="forkhooks-observer") as conn:
                 _SUPPORT["postgresql"] = conn.execute("SHOW server_version").fetchall()[0][0].split()[0]
@@ -155,6 +161,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or session.config.option.collectonly:
+        return
+    if session.config.option.markexpr == "unit":  # the unit tier alone starts no server: it says nothing on support
         return
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for dist in SUPPORT_DISTS:

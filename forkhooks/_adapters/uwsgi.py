@@ -26,10 +26,9 @@ from .._core import djangodb as _django
 from . import uwsgi_reap as _reap
 from . import uwsgi_signals as _signals
 from .lifecycle import child_started, master_ready
+from .uwsgi_options import STOP_SIGNALS, flag, harakiri_signal, values
 
 __all__ = ["post_fork", "at_exit"]
-
-_OFF = {b"0", b"false", b"no", b"off", "0", "false", "no", "off"}
 
 
 class _Log:
@@ -50,10 +49,7 @@ log = _Log()
 
 def _opt(name: str) -> bool:
     """A uWSGI flag: True from the command line, b"true" and the like from an ini file."""
-    value = uwsgi.opt.get(name)
-    if isinstance(value, list):  # an option given more than once
-        value = value[-1]
-    return value is not None and value not in _OFF
+    return flag(uwsgi.opt, name)
 
 
 def threads_enabled() -> bool:
@@ -178,11 +174,6 @@ def _chain_by_hand(previous: Callable[[], Any] | None) -> None:
     uwsgi.post_fork_hook = chained
 
 
-# The signals uWSGI stops or reloads a worker with; its handlers call exit(),
-# which runs uwsgi.atexit in whichever thread the kernel picked.
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2}
-
-
 @contextmanager
 def stop_signals_blocked() -> Iterator[None]:
     """Block uWSGI's stop signals in this thread; threads started meanwhile keep them blocked for good.
@@ -211,14 +202,7 @@ _harakiri: int | None = None  # the graceful harakiri signal forkhooks handles i
 
 def _harakiri_signal() -> int | None:
     """The graceful harakiri signal, when it is one forkhooks can handle (not one uWSGI uses in a worker)."""
-    if not _values("harakiri-graceful-timeout"):
-        return None
-    try:
-        signum = int((_values("harakiri-graceful-signal") or ["0"])[0])
-    except ValueError:
-        return None
-    uwsgis = STOP_SIGNALS | {signal.SIGALRM, signal.SIGPIPE, signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
-    return signum if 0 < signum < signal.NSIG and signum not in uwsgis else None
+    return harakiri_signal(uwsgi.opt)
 
 
 def _cancel_on_harakiri(signum: int, frame: Any) -> None:
@@ -301,11 +285,7 @@ _file_mounts: list[str] = []
 
 
 def _values(name: str) -> list[str]:
-    value = uwsgi.opt.get(name)
-    if value is None or value is True:
-        return []
-    values = value if isinstance(value, list) else [value]
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values if v is not True]
+    return values(uwsgi.opt, name)
 
 
 def _is_file(target: str) -> bool:
