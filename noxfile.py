@@ -7,7 +7,7 @@
     nox -s unit                  # the unit tier alone: seconds, no server (scripts/test --unit)
     nox -s support-table         # print the table of what ran (scripts/support-table --write puts it in README.md)
 
-Each pytest run appends one line to .results/support.jsonl (tests/conftest.py); no
+Each pytest run appends one line to .results/support.jsonl (tests/plugins/support.py); no
 session writes a tracked file. The tests start an embedded PostgreSQL unless
 FORKHOOKS_TEST_DSN is set.
 """

@@ -12,7 +12,7 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.process import ServerProcess, poll
 from forkhooks.demo.procnet import server_sockets
 
-from .conftest import EXAMPLES, PYTHON, ROOT, child_env
+from .harness import EXAMPLES, PYTHON, ROOT, child_env
 
 __all__ = ["Loaded", "Server", "gunicorn", "load", "poll", "run_json", "start"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PYTHON, ROOT
+from .harness import PYTHON, ROOT
 from .servers import poll
 
 

@@ -30,7 +30,7 @@ from forkhooks._tools.appname import SUPERVISOR, parse
 from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
 
-from .conftest import app_backends
+from .harness import app_backends
 from .record import record
 from .servers import Server, poll
 from .test_gunicorn import WSGI, serve

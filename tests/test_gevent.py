@@ -16,7 +16,7 @@ import pytest
 
 from forkhooks.demo import loadgen
 
-from .conftest import app_backends
+from .harness import app_backends
 from .record import record
 from .servers import Server, gunicorn, poll, start
 from .test_hooks import run_python

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .conftest import app_backends
+from .harness import app_backends
 from .record import record
 from .servers import Server, gunicorn, load, poll, start
 

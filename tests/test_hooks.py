@@ -13,7 +13,7 @@ from gunicorn.config import Config
 import forkhooks.gunicorn as fh
 from forkhooks.demo import loadgen
 
-from .conftest import PYTHON, ROOT, app_backends, child_env
+from .harness import PYTHON, ROOT, app_backends, child_env
 from .record import record
 from .servers import Server, gunicorn, poll
 from .test_gunicorn import WSGI, serve

@@ -19,7 +19,7 @@ from forkhooks._tools import cli
 from forkhooks._tools.common import error_text, first_line
 from forkhooks.demo import loadgen
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 from .servers import poll
 from .test_gunicorn import WSGI, serve
 from .test_operator import django_check, forkhooks_cli

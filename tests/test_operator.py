@@ -14,7 +14,7 @@ import pytest
 
 from forkhooks._tools.appname import compose
 
-from .conftest import PYTHON, ROOT, app_backends, child_env
+from .harness import PYTHON, ROOT, app_backends, child_env
 from .servers import poll
 from .test_gunicorn import WSGI, serve
 

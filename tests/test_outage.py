@@ -32,7 +32,7 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.embedded import EmbeddedPostgres
 from forkhooks.demo.process import children
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 from .jobrunners import WITHOUT, celery, client, collect, tally
 from .record import record
 from .servers import Server, gunicorn, poll, start

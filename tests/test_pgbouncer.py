@@ -28,7 +28,7 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.embedded import EmbeddedPostgres, TLSUnavailable
 from forkhooks.demo.procnet import server_sockets
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 from .jobrunners import comes_true, still_running
 from .pgbouncer import PgBouncer, find_pgbouncer
 from .record import record

@@ -27,7 +27,7 @@ from forkhooks._tools.appname import MAX_LENGTH, Owner, compose, host_token, par
 from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 from .jobrunners import comes_true, still_running
 from .record import record
 from .servers import Server, gunicorn, poll, start

@@ -24,7 +24,7 @@ import pytest
 from forkhooks.demo import loadgen
 from forkhooks.demo.embedded import EmbeddedPostgres, Restart, TLSUnavailable
 
-from .conftest import app_backends
+from .harness import app_backends
 from .record import record
 from .servers import Server, gunicorn, poll, run_json, start
 

@@ -19,7 +19,7 @@ import pytest
 
 from forkhooks.demo import loadgen
 
-from .conftest import app_backends
+from .harness import app_backends
 from .servers import gunicorn, poll, start
 
 WSGI = "forkhooks.demo.site.wsgi:application"

@@ -18,7 +18,7 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.process import children
 from forkhooks.demo.procnet import server_sockets
 
-from .conftest import EXAMPLES, PYTHON, app_backends
+from .harness import EXAMPLES, PYTHON, app_backends
 from .record import record
 from .servers import Server, poll, start
 

@@ -23,7 +23,7 @@ import pytest
 from forkhooks.demo import loadgen
 from forkhooks.demo.process import children
 
-from .conftest import app_backends
+from .harness import app_backends
 from .jobrunners import comes_true, running
 from .record import record
 from .servers import Server, poll
