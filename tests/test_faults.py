@@ -30,12 +30,10 @@ from forkhooks._tools.appname import SUPERVISOR, parse
 from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
 
-from .harness import app_backends
+from .harness import app_backends, sleeping_backends
 from .record import record
-from .servers import Server, poll
-from .test_gunicorn import WSGI, serve
+from .servers import WORKERS, WSGI, Server, children, poll, serve, wait_workers
 
-WORKERS = 4
 MIN_SIZE = 2  # forkhooks/demo/site/settings.py
 MAX_SIZE = 4
 STEADY_MAX = WORKERS * MAX_SIZE  # 16: what 4 live workers may hold at most
@@ -139,37 +137,6 @@ def sample(db: psycopg.Connection) -> Sample:
 def owners_now(db: psycopg.Connection) -> Counter[int]:
     """Backends per worker pid right now."""
     return sample(db).owners()
-
-
-def children(pid: int) -> set[int]:
-    """Live child pids of `pid` (the master's workers)."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return set()
-    return {int(p) for p in text.split()}
-
-
-def ready_workers(server: Server) -> set[int]:
-    """Live workers that warmed their pool (post_worker_init logged 'opened'): they accept requests."""
-    warmed = {int(p) for p in re.findall(r"forkhooks: worker (\d+) opened", server.log())}
-    return children(server.pid) & warmed
-
-
-def wait_workers(
-    server: Server, *, excluding: set[int] | frozenset[int] = frozenset(), timeout: float = 20
-) -> set[int]:
-    """Poll until 4 warmed workers run, none of them in `excluding`; return their pids."""
-    found: set[int] = set()
-
-    def check() -> bool:
-        nonlocal found
-        found = ready_workers(server)
-        live = children(server.pid)
-        return len(found) == WORKERS and not (found & excluding) and len(live) == WORKERS
-
-    poll(check, timeout=timeout, what=f"{WORKERS} fresh warmed workers")
-    return found
 
 
 def in_flight(pid: int, sock: Path) -> int:
@@ -444,15 +411,6 @@ def test_sighup_reloads_under_load_lose_nothing_and_grow_nothing(
 # first, so the bound is 5 s, far below what is left of the sleep.
 SLEEP = 30
 GONE_WITHIN = 5.0
-
-
-def sleeping_backends(db: psycopg.Connection) -> list[tuple[int, str]]:
-    """(backend pid, application_name) of backends running pg_sleep for a worker."""
-    rows = db.execute(
-        "SELECT pid, application_name FROM pg_stat_activity WHERE backend_type = 'client backend'"
-        " AND state = 'active' AND query LIKE '%%pg_sleep%%' AND application_name LIKE 'forkhooks:worker:%%'"
-    ).fetchall()
-    return [(int(r[0]), str(r[1])) for r in rows]
 
 
 @pytest.mark.e2e

@@ -32,13 +32,12 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.embedded import EmbeddedPostgres
 from forkhooks.demo.process import children
 
-from .harness import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env, run_python
 from .jobrunners import WITHOUT, celery, client, collect, tally
 from .record import record
 from .servers import Server, gunicorn, poll, start
-from .test_hooks import run_python
-from .test_uwsgi import WORKERS, clean, closed, ini, opened
-from .test_uwsgi import serve as serve_uwsgi
+from .uwsgiservers import WORKERS, clean, closed, ini, opened
+from .uwsgiservers import serve as serve_uwsgi
 
 WSGI = "forkhooks.demo.site.wsgi:application"
 WARM_TIMEOUT = 1  # seconds: the server stays down for longer than this

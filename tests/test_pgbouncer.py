@@ -28,12 +28,11 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.embedded import EmbeddedPostgres, TLSUnavailable
 from forkhooks.demo.procnet import server_sockets
 
-from .harness import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env, forkhooks_cli, killed_client
 from .jobrunners import comes_true, still_running
 from .pgbouncer import PgBouncer, find_pgbouncer
 from .record import record
 from .servers import Server, gunicorn, poll, start
-from .test_operator import forkhooks_cli, killed_client
 
 # A runner or a proxy behaves the same on every Python and Django here: run once in the matrix (py311).
 pytestmark = pytest.mark.slow

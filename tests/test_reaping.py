@@ -27,11 +27,10 @@ from forkhooks._tools.appname import MAX_LENGTH, Owner, compose, host_token, par
 from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
 
-from .harness import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env, sleeping_backends
 from .jobrunners import comes_true, still_running
 from .record import record
-from .servers import Server, gunicorn, poll, start
-from .test_faults import WORKERS, children, ready_workers, sleeping_backends, wait_workers
+from .servers import WORKERS, Server, children, gunicorn, poll, ready_workers, start, wait_workers
 
 WSGI = "forkhooks.demo.site.wsgi:application"
 ASGI = "forkhooks.demo.site.asgi:application"
