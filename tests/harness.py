@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,36 @@ if TYPE_CHECKING:  # imported where used: the unit tier (tests/unit) runs withou
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 PYTHON = sys.executable
+
+
+# forkhooks' lines about one process, after whatever prefix the server's logger adds (gunicorn's
+# "[time] [pid] [INFO] ", uWSGI's "WARNING ", Celery's): "forkhooks: <who> <pid> <what happened>".
+_LINE = re.compile(r"forkhooks: (?P<who>[a-z][a-z -]*?) (?P<pid>\d+):? (?P<text>.*)")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line forkhooks logged about a process."""
+
+    n: int  # its index in log.splitlines(), to compare the order of lines
+    who: str  # the role: "worker", "master", "dirty worker", "dirty arbiter", "celery worker", ...
+    pid: int
+    text: str  # what happened: "opened 'default' (2 connections)", "closed 1 connection and 1 pool", ...
+
+
+def forkhooks_lines(log: str, who: str | None = None, text: str = "") -> list[LogLine]:
+    """forkhooks' lines in a server's log, of `who` only if given, whose text matches the regex `text` at its start."""
+    found = []
+    for n, line in enumerate(log.splitlines()):
+        m = _LINE.search(line)
+        if m and (who is None or m["who"] == who) and re.match(text, m["text"]):
+            found.append(LogLine(n, m["who"], int(m["pid"]), m["text"]))
+    return found
+
+
+def logged_pids(log: str, text: str, who: str = "worker") -> set[int]:
+    """Pids of the `who` processes that logged `text` (a regex matched at the start): "opened", "closed", ..."""
+    return {line.pid for line in forkhooks_lines(log, who, text)}
 
 
 def app_backends(observer: psycopg.Connection) -> int:

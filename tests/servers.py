@@ -18,12 +18,13 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.process import ServerProcess, poll
 from forkhooks.demo.procnet import server_sockets
 
-from .harness import EXAMPLES, PYTHON, ROOT, child_env
+from .harness import EXAMPLES, PYTHON, ROOT, child_env, logged_pids
 
 __all__ = [
     "ASGI",
     "WORKERS",
     "WSGI",
+    "booted_workers",
     "Loaded",
     "Server",
     "children",
@@ -92,8 +93,7 @@ def children(pid: int) -> set[int]:
 
 def ready_workers(server: Server) -> set[int]:
     """Live workers that warmed their pool (post_worker_init logged 'opened'): they accept requests."""
-    warmed = {int(p) for p in re.findall(r"forkhooks: worker (\d+) opened", server.log())}
-    return children(server.pid) & warmed
+    return children(server.pid) & logged_pids(server.log(), "opened")
 
 
 def wait_workers(
@@ -114,12 +114,17 @@ def wait_workers(
 
 def closed_pools(log: str) -> set[int]:
     """Workers that logged closing their pool."""
-    return {int(pid) for pid in re.findall(r"forkhooks: worker (\d+) closed \d+ connections? and 1 pool", log)}
+    return logged_pids(log, r"closed \d+ connections? and 1 pool")
 
 
 def four_opened(log: str) -> bool:
     """Every one of the 4 workers has opened its pool: it is booted, its signal handlers set."""
-    return len(set(re.findall(r"forkhooks: worker (\d+) opened", log))) == 4
+    return len(logged_pids(log, "opened")) == 4
+
+
+def booted_workers(log: str) -> set[int]:
+    """Pids of the workers gunicorn booted (its own line: "Booting worker with pid: N")."""
+    return {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log)}
 
 
 def stop_group(

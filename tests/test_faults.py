@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
 import threading
 import time
@@ -32,7 +31,7 @@ from forkhooks.demo.loadgen import Results
 
 from .harness import app_backends, sleeping_backends
 from .record import record
-from .servers import WORKERS, WSGI, Server, children, poll, serve, wait_workers
+from .servers import WORKERS, WSGI, Server, booted_workers, children, poll, serve, wait_workers
 
 MIN_SIZE = 2  # forkhooks/demo/site/settings.py
 MAX_SIZE = 4
@@ -216,10 +215,6 @@ def recovery(db: psycopg.Connection, server: Server, *, low: int, high: int, tim
     return round(time.monotonic() - started, 2)
 
 
-def booted_pids(log: str) -> set[int]:
-    return {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log)}
-
-
 def extra_pids(samples: list[Sample]) -> int:
     """Most worker pids holding backends at once beyond the 4 workers (one leaving, one warming)."""
     return max((max(0, len(s.owners()) - WORKERS) for s in samples), default=0)
@@ -266,7 +261,7 @@ def test_max_requests_churn_keeps_every_answer_right_and_backends_bounded(
     with running(dsn, tmp_path, args) as server, Sampler(dsn) as sampler:
         results = loadgen.run(server.target, CHURN_REQUESTS, concurrency=64)
     gone_after_shutdown(db)
-    booted = len(booted_pids(server.log()))
+    booted = len(booted_workers(server.log()))
     record(
         "faults",
         f"max-requests-{kind}",
@@ -332,7 +327,7 @@ def test_sigkill_mid_request_fails_only_that_workers_requests(
     gone_after_shutdown(db)
     results = load.results
     held_total = sum(h for _, h in kills)
-    replacements = booted_pids(log) - first
+    replacements = booted_workers(log) - first
     record(
         "faults",
         f"sigkill-{kind}",
@@ -398,7 +393,7 @@ def test_sighup_reloads_under_load_lose_nothing_and_grow_nothing(
     )
     assert log.count("Hang up") == RELOADS
     assert (results.failed, results.wrong) == (0, 0), results.summary()
-    assert len(booted_pids(log)) == WORKERS * (RELOADS + 1)
+    assert len(booted_workers(log)) == WORKERS * (RELOADS + 1)
     assert_bounded(sampler.samples)
     assert sampler.max_total <= 2 * steady  # old and new generation, each at min_size
 

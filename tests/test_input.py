@@ -19,7 +19,7 @@ from forkhooks._tools import cli
 from forkhooks._tools.common import error_text, first_line
 from forkhooks.demo import loadgen
 
-from .harness import PYTHON, ROOT, child_env, django_check, forkhooks_cli
+from .harness import PYTHON, ROOT, child_env, django_check, forkhooks_cli, forkhooks_lines
 from .servers import WSGI, poll, serve
 
 CHECKS = "tests.project.settings_checks"
@@ -354,8 +354,8 @@ def test_bad_settings_are_one_gunicorn_line_each_with_4_workers(
         assert match, lines[0]
         assert int(match.group(1)) == server.pid  # the master's, once: the workers inherit that it was said
         assert match.group(2) == f"{name}={value!r} {words}"
-    assert len(re.findall(r"worker \d+ opened 'default' \(2 connections\)", log)) == 4  # the default: on
-    assert len(re.findall(r"worker \d+ closed 0 connections and 1 pool", log)) == 4
+    assert len(forkhooks_lines(log, "worker", r"opened 'default' \(2 connections\)")) == 4  # the default: on
+    assert len(forkhooks_lines(log, "worker", "closed 0 connections and 1 pool")) == 4
 
 
 # -- 9: W002 under -k forkhooks.workers.* -------------------------------------------------------------------------
@@ -423,4 +423,4 @@ def test_bad_settings_are_one_uwsgi_line_each_with_4_workers(dsn: str, db: psyco
         lines = [line for line in log.splitlines() if f"{name}=" in line]
         assert len(lines) == 1, "\n".join(lines)
         assert lines[0].startswith(f"WARNING forkhooks: {name}={value!r} is not "), lines[0]
-    assert len(re.findall(r"worker \d+ opened 'default' \(2 connections\)", log)) == 4  # the default: on
+    assert len(forkhooks_lines(log, "worker", r"opened 'default' \(2 connections\)")) == 4  # the default: on

@@ -13,11 +13,7 @@ import pytest
 from forkhooks._tools.appname import compose
 
 from .harness import app_backends, django_check, forkhooks_cli, killed_client
-from .servers import WSGI, poll, serve
-
-
-def worker_pids(log: str) -> set[int]:
-    return {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log)}
+from .servers import WSGI, booted_workers, poll, serve
 
 
 def names(db: psycopg.Connection) -> list[str]:
@@ -90,7 +86,7 @@ def test_each_worker_names_its_connections(
     try:
         poll(lambda: app_backends(db) == 8, timeout=15, what="4 workers x 2 warm connections")
         seen = names(db)
-        pids = worker_pids(server.log())
+        pids = booted_workers(server.log())
     finally:
         server.stop()
     expected = sorted(compose(prefix, "worker", pid) for pid in pids for _ in range(2))

@@ -32,10 +32,10 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.embedded import EmbeddedPostgres
 from forkhooks.demo.process import children
 
-from .harness import PYTHON, ROOT, child_env, run_python
+from .harness import PYTHON, ROOT, child_env, logged_pids, run_python
 from .jobrunners import WITHOUT, celery, client, collect, tally
 from .record import record
-from .servers import Server, gunicorn, poll, start
+from .servers import Server, booted_workers, gunicorn, poll, start
 from .uwsgiservers import WORKERS, clean, closed, ini, opened
 from .uwsgiservers import serve as serve_uwsgi
 
@@ -63,16 +63,6 @@ def down_pg() -> Iterator[EmbeddedPostgres]:
         yield server
     finally:
         server.stop()
-
-
-def warmed(log: str, who: str = "worker") -> set[int]:
-    """Pids that logged forkhooks' warm-up line ("<who> N opened ...")."""
-    return {int(p) for p in re.findall(rf"forkhooks: {who} (\d+) opened", log)}
-
-
-def booted(log: str) -> set[int]:
-    """Pids of the workers gunicorn booted."""
-    return {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log)}
 
 
 def serves(server: Server) -> bool:
@@ -128,9 +118,9 @@ def test_gunicorn_started_while_postgresql_is_down_serves_once_it_is_back(
     server = start(gunicorn(*args, WSGI), down_pg.dsn, tmp_path, env=ENV)
     try:
         if with_forkhooks:
-            poll(lambda: len(warmed(server.log())) == 4, timeout=30, what="4 workers warmed")
+            poll(lambda: len(logged_pids(server.log(), "opened")) == 4, timeout=30, what="4 workers warmed")
         else:
-            poll(lambda: len(booted(server.log())) == 4, timeout=30, what="4 workers booted")
+            poll(lambda: len(booted_workers(server.log())) == 4, timeout=30, what="4 workers booted")
         run = recover(server, down_pg)
     finally:
         code = server.stop()
@@ -210,7 +200,11 @@ def test_celery_pool_processes_started_while_postgresql_is_down_run_tasks_once_i
     app = Celery("sender", broker=f"redis+socket://{redis_socket}", set_as_current=False)
     r = client(redis_socket)
     try:
-        poll(lambda: len(warmed(worker.log(), "celery worker")) == 4, timeout=30, what="4 pool processes warmed")
+        poll(
+            lambda: len(logged_pids(worker.log(), "opened", who="celery worker")) == 4,
+            timeout=30,
+            what="4 pool processes warmed",
+        )
         back = down_pg.start()
 
         def task_ok() -> bool:

@@ -19,7 +19,7 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.process import children
 from forkhooks.demo.procnet import server_sockets
 
-from .harness import EXAMPLES, PYTHON, app_backends, sleeping
+from .harness import EXAMPLES, PYTHON, app_backends, forkhooks_lines, logged_pids, sleeping
 from .plugins.servers import Servers
 from .record import record
 from .servers import Server, poll
@@ -88,7 +88,7 @@ def test_default_prefork_never_hangs(uwsgi_server: Start, db: psycopg.Connection
         wrong += results.wrong
         assert stuck == [], f"start {i}: {len(stuck)} worker(s) hung at fork\n{log[-3000:]}"
         assert master == 0, f"start {i}: the master kept {master} connection(s)"
-        assert len(pids(log, r"forkhooks: master (\d+) closed 1 connection and 1 pool")) == 1, log[-3000:]
+        assert len(logged_pids(log, "closed 1 connection and 1 pool", who="master")) == 1, log[-3000:]
         assert len(opened(log)) == BUSY and during >= BUSY, (results.summary(), during)
         assert opened(log) == closed(log), log[-3000:]
         assert code == 0, log[-3000:]
@@ -221,7 +221,7 @@ def test_modes_serve_and_close(
     else:
         assert len(closed(log)) == WORKERS, log[-3000:]
     if name != "lazy-apps":  # the master loaded the app, then closed what it opened, once
-        assert len(pids(log, r"forkhooks: master (\d+) closed 1 connection and 1 pool")) == 1, log[-3000:]
+        assert len(logged_pids(log, "closed 1 connection and 1 pool", who="master")) == 1, log[-3000:]
     if name == "osafterfork+install":
         assert log.count("already done in this process") == WORKERS, log[-3000:]
     assert code == 0, log[-3000:]
@@ -322,7 +322,7 @@ def test_reload_in_a_virtualenv(uwsgi_server: Start, db: psycopg.Connection, tmp
     log = server.log()
     record("uwsgi", "reload+chain", results, workers_closed=len(closed(log)), master_sockets=master)
     assert (results.failed, results.wrong) == (0, 0), results.summary()
-    assert len(pids(log, r"forkhooks: master (\d+) closed 1 connection and 1 pool")) == 1  # same pid: re-executed
+    assert len(logged_pids(log, "closed 1 connection and 1 pool", who="master")) == 1  # same pid: re-executed
     assert log.count("forkhooks: master") >= 2 and master == 0
     assert opened(log) == closed(log) and len(closed(log)) == 3 * WORKERS, log[-3000:]
     assert code == 0
@@ -445,7 +445,7 @@ def test_user_hooks_still_run(
     assert (results.failed, results.wrong) == (0, 0), results.summary()
     assert code_ == 0
     users = {int(m.group(1)): i for i, line in enumerate(log) if (m := re.search(r"user postfork ran in (\d+)", line))}
-    ours = {int(m.group(1)): i for i, line in enumerate(log) if (m := re.search(r"worker (\d+) discarded", line))}
+    ours = {line.pid: line.n for line in forkhooks_lines("\n".join(log), "worker", "discarded")}
     assert len(users) == WORKERS and users.keys() == ours.keys(), "\n".join(log[-60:])
     assert all(ours[pid] < users[pid] for pid in users), "forkhooks' discard runs first"
     if name == "by-hand":

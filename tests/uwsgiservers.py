@@ -9,7 +9,7 @@ import psycopg
 
 from forkhooks.demo.process import children
 
-from .harness import EXAMPLES, PYTHON, app_backends
+from .harness import EXAMPLES, PYTHON, app_backends, logged_pids
 from .servers import Server, poll, start
 
 WORKERS = 4  # examples/uwsgi.ini: processes = 4
@@ -62,16 +62,18 @@ def wait_exit(server: Server, db: psycopg.Connection, timeout: float = 30) -> in
 
 
 def pids(log: str, pattern: str) -> set[int]:
-    """Pids of forkhooks' lines matching `pattern` (e.g. 'worker (\\d+) closed')."""
+    """Pids in the lines matching `pattern` (e.g. 'user atexit ran in (\\d+)'); forkhooks' own: logged_pids()."""
     return {int(m.group(1)) for m in re.finditer(pattern, log)}
 
 
 def opened(log: str) -> set[int]:
-    return pids(log, r"forkhooks: worker (\d+) opened")
+    """Workers that logged opening their pool."""
+    return logged_pids(log, "opened")
 
 
 def closed(log: str) -> set[int]:
-    return pids(log, r"forkhooks: worker (\d+) closed")
+    """Workers that logged closing their connections and pool."""
+    return logged_pids(log, "closed")
 
 
 def all_idle(server: Server) -> None:
