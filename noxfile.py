@@ -4,7 +4,8 @@
     nox                          # every session below (scripts/test --matrix runs this)
     nox -s py313-django61        # one session
     nox -R -s gunicorn23         # reuse its venv and skip the install (local reruns)
-    nox -s support-table         # print the table of what ran (scripts/support-table --write puts it in README.md)
+    nox -s support-table         # print the table of what ran (support-table --write: docs/support.md)
+    nox -s docs                  # build the documentation site (warnings are errors)
 
 Each pytest run appends one line to .results/support.jsonl (tests/conftest.py); no
 session writes a tracked file. The tests start an embedded PostgreSQL unless
@@ -30,6 +31,8 @@ GUNICORN_OLDEST = "23.0.0"  # pyproject's gunicorn>=23
 # plus both drivers' discard (psycopg 3 and psycopg2).
 GUNICORN_SUBSET = "gunicorn or hooks or discard or tracked_pool"
 
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
 MATRIX = ["py311-django52", "py312-django60", "py313-django61", "gunicorn23"]
 # Slow real-process cases (outages, many stops) prove one behaviour, not one version: they run
 # once, in the py311 session (what `scripts/test` runs), and the others leave them out.
@@ -51,6 +54,14 @@ def _tests(session: nox.Session, django: str, gunicorn: str, *pytest_args: str) 
         session.run("apt-get", "install", "-y", "-qq", "iproute2", external=True)
     session.install("-e", ".[test]", f"django=={django}.*", f"gunicorn=={gunicorn}")
     session.run("python", "-m", "pytest", *pytest_args, *session.posargs)
+
+
+@nox.session(python=_python("3.11"))
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (Sphinx, MyST, Furo) with warnings as errors, into docs/_build/html."""
+    # The API reference imports the public modules: gunicorn's, uvicorn-worker's, Celery's and RQ's need them.
+    session.install("-e", ".[uvicorn,celery,rq]", *nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html")
 
 
 @nox.session(name="py311-django52", python=_python("3.11"))
@@ -79,7 +90,7 @@ def gunicorn23(session: nox.Session) -> None:
 
 @nox.session(name="support-table", python=False, default=False)
 def support_table(session: nox.Session) -> None:
-    """Print the support table from .results/support.jsonl (README.md is left alone)."""
+    """Print the support table from .results/support.jsonl (docs/support.md is left alone)."""
     session.run(sys.executable, "scripts/support-table", *MATRIX, external=True)
 
 
