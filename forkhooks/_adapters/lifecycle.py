@@ -26,7 +26,7 @@ def child_started(*, log: Log | None = None, who: str = "worker") -> Report:
     try:
         appname.label(who, log)
     except Exception:
-        (log or _core.steps._log).exception("forkhooks: naming this process's connections failed; continuing")
+        (log or _core.log).exception("forkhooks: naming this process's connections failed; continuing")
     return report
 
 
@@ -51,7 +51,7 @@ def master_ready(
     Raises SystemExit when a pool setting is invalid: every worker would fail
     every request, so the server must not start.
     """
-    log = log or _core.steps._log
+    log = log or _core.log
     _core.settings.report_bad_values(log)  # once here: the workers, forked later, inherit the record
     report = _core.close(log=log, who="master", timeout=timeout)
     _core.refuse_invalid_pools(report, log)
