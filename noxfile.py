@@ -34,9 +34,37 @@ GUNICORN_SUBSET = "gunicorn or hooks or discard or tracked_pool"
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
 MATRIX = ["py311-django52", "py312-django60", "py313-django61", "gunicorn23"]
-# Slow real-process cases (outages, many stops) prove one behaviour, not one version: they run
-# once, in the py311 session (what `scripts/test` runs), and the others leave them out.
+# What runs once, in the py311 session (what `scripts/test` runs), and nowhere else in the matrix:
+# - `slow` cases (outages, many stops, the job runners, pgbouncer, MySQL) prove one behaviour, not a version;
+# - modules about the database server, faults under load, stops, the CLI, bad input and the benchmark:
+#   their behaviour depends on gunicorn, uWSGI and PostgreSQL, not on the Python or Django version.
 ONCE = ("-m", "not slow")
+ONCE_MODULES = [
+    "test_bench.py",
+    "test_faults.py",
+    "test_input.py",
+    "test_operator.py",
+    "test_outage.py",
+    "test_reaping.py",
+    "test_server_faults.py",
+    "test_uwsgi_stops.py",
+    "test_wagtail.py",
+]
+NOT_ONCE = (*ONCE, *(f"--ignore=tests/{module}" for module in ONCE_MODULES))
+# The middle version pair runs the core of the suite: discard, forks, hooks, gunicorn, tracked pools, Celery, RQ.
+CORE = [
+    f"tests/{module}"
+    for module in (
+        "unit",
+        "test_discard.py",
+        "test_forks.py",
+        "test_hooks.py",
+        "test_gunicorn.py",
+        "test_tracked.py",
+        "test_celery.py",
+        "test_rq.py",
+    )
+]
 
 
 def _python(version: str) -> str:
@@ -66,20 +94,20 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(name="py311-django52", python=_python("3.11"))
 def py311_django52(session: nox.Session) -> None:
-    """Full suite: Python 3.11, Django 5.2 LTS, gunicorn 27."""
+    """The whole suite, what runs once included: Python 3.11, Django 5.2 LTS, gunicorn 27."""
     _tests(session, "5.2", GUNICORN_NEWEST)
 
 
 @nox.session(name="py312-django60", python=_python("3.12"))
 def py312_django60(session: nox.Session) -> None:
-    """The suite but its slow cases: Python 3.12, Django 6.0, gunicorn 27."""
-    _tests(session, "6.0", GUNICORN_NEWEST, *ONCE)
+    """The core of the suite: Python 3.12, Django 6.0, gunicorn 27."""
+    _tests(session, "6.0", GUNICORN_NEWEST, *ONCE, *(p for p in CORE if Path(p).exists()))
 
 
 @nox.session(name="py313-django61", python=_python("3.13"))
 def py313_django61(session: nox.Session) -> None:
-    """The suite but its slow cases: Python 3.13, Django 6.1, gunicorn 27."""
-    _tests(session, "6.1", GUNICORN_NEWEST, *ONCE)
+    """The suite but what runs once (ONCE, ONCE_MODULES): Python 3.13, Django 6.1, gunicorn 27."""
+    _tests(session, "6.1", GUNICORN_NEWEST, *NOT_ONCE)
 
 
 @nox.session(name="gunicorn23", python=_python("3.11"))
