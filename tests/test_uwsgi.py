@@ -483,9 +483,9 @@ def test_import_outside_uwsgi_says_so() -> None:
 UNBLOCK = """\
 import contextlib
 
-import forkhooks._adapters.uwsgi as adapter
+import forkhooks._adapters.stopsignals as stopsignals
 
-adapter.stop_signals_blocked = contextlib.nullcontext  # pool threads take stop signals again
+stopsignals.blocked = contextlib.nullcontext  # pool threads take stop signals again
 """
 
 

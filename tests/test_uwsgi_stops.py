@@ -51,10 +51,10 @@ reap._table.clear()  # no pid table: neither a successor nor the master's exit e
 LAZY_UNBLOCK = """\
 import signal
 
-import forkhooks._adapters.uwsgi as adapter
+import forkhooks._adapters.uwsgi_worker as worker
 
-if adapter._loading_mask:
-    signal.pthread_sigmask(signal.SIG_SETMASK, adapter._loading_mask.pop())
+if worker._loading_mask:
+    signal.pthread_sigmask(signal.SIG_SETMASK, worker._loading_mask.pop())
 """
 LAZY = "lazy-apps = true"
 

@@ -1,4 +1,7 @@
-"""uWSGI's options as forkhooks reads them: pure functions of ``uwsgi.opt``, so they run outside uWSGI too."""
+"""uWSGI's options as forkhooks reads them: pure functions of ``uwsgi.opt``, so they also run outside uWSGI.
+
+uwsgi_config.py calls them with the running uWSGI's options; the unit tests with options of their own.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +9,43 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-# The signals uWSGI stops or reloads a worker with; its handlers call exit(),
-# which runs uwsgi.atexit in whichever thread the kernel picked.
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2}
-
-# Signals uWSGI itself uses in a worker (or nobody can handle): never taken for graceful harakiri.
-UWSGI_SIGNALS = STOP_SIGNALS | {signal.SIGALRM, signal.SIGPIPE, signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
+from . import stopsignals
 
 _OFF = {b"0", b"false", b"no", b"off", "0", "false", "no", "off"}
 
+# Signals uWSGI itself uses in a worker: forkhooks never takes one of them over.
+UWSGI_SIGNALS = set(stopsignals.UWSGI) | {
+    signal.SIGALRM,
+    signal.SIGPIPE,
+    signal.SIGKILL,
+    signal.SIGSTOP,
+    signal.SIGCHLD,
+}
 
-def flag(opt: Mapping[str, Any], name: str) -> bool:
+
+def flag(options: Mapping[str, Any], name: str) -> bool:
     """A uWSGI flag: True from the command line, b"true" and the like from an ini file."""
-    value = opt.get(name)
+    value = options.get(name)
     if isinstance(value, list):  # an option given more than once
         value = value[-1]
     return value is not None and value not in _OFF
 
 
-def values(opt: Mapping[str, Any], name: str) -> list[str]:
-    """Every value given for an option, as text (bytes from an ini file decoded, bare flags left out)."""
-    value = opt.get(name)
+def values(options: Mapping[str, Any], name: str) -> list[str]:
+    """Every value given for option `name`, as text (an option given more than once is a list)."""
+    value = options.get(name)
     if value is None or value is True:
         return []
-    found = value if isinstance(value, list) else [value]
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in found if v is not True]
+    given = value if isinstance(value, list) else [value]
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in given if v is not True]
 
 
-def harakiri_signal(opt: Mapping[str, Any]) -> int | None:
+def harakiri_signal(options: Mapping[str, Any]) -> int | None:
     """The graceful harakiri signal, when it is one forkhooks can handle (not one uWSGI uses in a worker)."""
-    if not values(opt, "harakiri-graceful-timeout"):
+    if not values(options, "harakiri-graceful-timeout"):
         return None
     try:
-        signum = int((values(opt, "harakiri-graceful-signal") or ["0"])[0])
+        signum = int((values(options, "harakiri-graceful-signal") or ["0"])[0])
     except ValueError:
         return None
     return signum if 0 < signum < signal.NSIG and signum not in UWSGI_SIGNALS else None
