@@ -1,16 +1,13 @@
-"""What the uWSGI adapter reads of uWSGI: its options, and its log for forkhooks' lines."""
+"""What the uWSGI adapter reads of the running uWSGI: its options (uwsgi_options), and its log for forkhooks' lines."""
 
 from __future__ import annotations
 
-import signal
 import traceback
 from typing import Any
 
 import uwsgi
 
-from . import stopsignals
-
-_OFF = {b"0", b"false", b"no", b"off", "0", "false", "no", "off"}
+from . import uwsgi_options as _options
 
 
 class _Log:
@@ -31,19 +28,12 @@ log = _Log()
 
 def opt(name: str) -> bool:
     """A uWSGI flag: True from the command line, b"true" and the like from an ini file."""
-    value = uwsgi.opt.get(name)
-    if isinstance(value, list):  # an option given more than once
-        value = value[-1]
-    return value is not None and value not in _OFF
+    return _options.flag(uwsgi.opt, name)
 
 
 def values(name: str) -> list[str]:
     """Every value given for option `name`, as text (an option given more than once is a list)."""
-    value = uwsgi.opt.get(name)
-    if value is None or value is True:
-        return []
-    given = value if isinstance(value, list) else [value]
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in given if v is not True]
+    return _options.values(uwsgi.opt, name)
 
 
 def threads_enabled() -> bool:
@@ -72,16 +62,6 @@ def is_file(target: str) -> bool:
     return target.endswith((".py", ".wsgi"))
 
 
-# Signals uWSGI itself uses in a worker: forkhooks never takes one of them over.
-_UWSGIS = set(stopsignals.UWSGI) | {signal.SIGALRM, signal.SIGPIPE, signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
-
-
 def harakiri_signal() -> int | None:
     """The graceful harakiri signal, when it is one forkhooks can handle (not one uWSGI uses in a worker)."""
-    if not values("harakiri-graceful-timeout"):
-        return None
-    try:
-        signum = int((values("harakiri-graceful-signal") or ["0"])[0])
-    except ValueError:
-        return None
-    return signum if 0 < signum < signal.NSIG and signum not in _UWSGIS else None
+    return _options.harakiri_signal(uwsgi.opt)
