@@ -1,4 +1,4 @@
-"""What the uWSGI adapter reads of uWSGI: its options, and its log for forkhooks' lines."""
+"""What the uWSGI adapter reads of the running uWSGI: its options (uwsgi_options), and its log for forkhooks' lines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import uwsgi
 
-from . import uwsgi_options
+from . import uwsgi_options as _options
 
 
 class _Log:
@@ -28,12 +28,12 @@ log = _Log()
 
 def opt(name: str) -> bool:
     """A uWSGI flag: True from the command line, b"true" and the like from an ini file."""
-    return uwsgi_options.flag(uwsgi.opt, name)
+    return _options.flag(uwsgi.opt, name)
 
 
 def values(name: str) -> list[str]:
     """Every value given for option `name`, as text (an option given more than once is a list)."""
-    return uwsgi_options.values(uwsgi.opt, name)
+    return _options.values(uwsgi.opt, name)
 
 
 def threads_enabled() -> bool:
@@ -64,4 +64,4 @@ def is_file(target: str) -> bool:
 
 def harakiri_signal() -> int | None:
     """The graceful harakiri signal, when it is one forkhooks can handle (not one uWSGI uses in a worker)."""
-    return uwsgi_options.harakiri_signal(uwsgi.opt)
+    return _options.harakiri_signal(uwsgi.opt)

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forkhooks._adapters.stopsignals import UWSGI
-from forkhooks._adapters.uwsgi_options import UWSGI_SIGNALS, flag, harakiri_signal, values
+from forkhooks._adapters.uwsgi_options import STOP_SIGNALS, UWSGI_SIGNALS, flag, harakiri_signal, values
 
 pytestmark = pytest.mark.unit
 
@@ -59,7 +58,7 @@ def test_the_usual_choices() -> None:
     assert harakiri_signal(graceful(int(signal.SIGWINCH))) == signal.SIGWINCH
     assert harakiri_signal(graceful(int(signal.SIGTERM))) is None
     assert harakiri_signal(graceful(int(signal.SIGUSR1))) is None
-    assert signal.SIGTERM in UWSGI
+    assert signal.SIGTERM in STOP_SIGNALS
 
 
 @pytest.mark.parametrize(
