@@ -37,6 +37,15 @@ def test_first_line_cuts_after_a_word() -> None:
 
 
 @pytest.mark.parametrize(
+    ("limit", "expected"),
+    [(9, "abcd efgh…"), (10, "abcd efgh…"), (8, "abcd…"), (5, "abcd…"), (4, "abcd…"), (3, "abc…")],
+)
+def test_first_line_keeps_a_word_the_limit_ends_on(limit: int, expected: str) -> None:
+    """A word that ends exactly at the limit is whole, so it stays; one the limit cuts in two goes."""
+    assert first_line("abcd efgh ijkl", limit) == expected
+
+
+@pytest.mark.parametrize(
     ("exc", "text"),
     [
         (ValueError("bad value\nTraceback details"), "ValueError: bad value"),
