@@ -17,7 +17,7 @@ def first_line(text: str, limit: int = MAX_LINE) -> str:
     if len(line) <= limit:
         return line
     head = line[:limit]
-    if line[limit].isspace() or head[-1].isspace() or not any(c.isspace() for c in head):
+    if line[limit].isspace() or head[-1:].isspace() or not any(c.isspace() for c in head):
         cut = head  # ends on a whole word, or is one word too long to cut after
     else:
         cut = head.rsplit(None, 1)[0]  # drop the word the limit cuts in two
