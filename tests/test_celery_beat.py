@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 from .jobrunners import WorkerProcess, backends_left, celery, client, comes_true, parent, tally
 from .project import jobs
 from .project.beat_schedule import NAME

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 
 pytest.importorskip("oracledb")
 

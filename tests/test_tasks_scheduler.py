@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 from .jobrunners import (
     WorkerProcess,
     backend_exists,
