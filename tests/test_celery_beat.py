@@ -27,6 +27,9 @@ from .record import record
 # A runner behaves the same on every Python and Django here: run once in the matrix (py311).
 pytestmark = pytest.mark.slow
 
+# Not in the test extra (it requires Django < 6.1): the py311 session installs it (pyproject's test-once group).
+pytest.importorskip("django_celery_beat")
+
 WITH_APP = "tests.project.settings_beat"
 WITHOUT = "tests.project.settings_beat_without"
 SCHEDULER = ("--scheduler", "django_celery_beat.schedulers:DatabaseScheduler")
