@@ -38,10 +38,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._adapters.cancel import _through_pooler
 from .appname import Owner as Named
-from .appname import alive, ours, parse
-from .clients import Clients, comm
+from .appname import Role, alive, ours, parse
+from .clients import Clients, comm, through_pooler
 from .common import error_text, use_settings
 
 _QUERY = """
@@ -133,7 +132,7 @@ def group(backends: list[Backend], clients: Clients | None = None) -> list[Owner
                     _flag(owner, ORPHAN)
                 elif not held.pids:
                     _flag(owner, f"owner pid gone, unverified: {held.why}; no verdict")
-            if who and who[1] == "master" and clients is not None:
+            if who and who.role == Role.MASTER.token and clients is not None:
                 _flag(owner, MASTER)
         if b.state.startswith("idle in transaction"):
             _flag(owner, "idle in transaction")
@@ -226,7 +225,7 @@ def run(args: Any) -> int:
         print(f"forkhooks connections: cannot connect: {error_text(exc)}", file=sys.stderr)
         return UNREACHABLE
     try:
-        pooled = _through_pooler(conn, conn.cursor())
+        pooled = through_pooler(conn, conn.cursor())
         owners = group(fetch(conn), None if pooled else Clients(conn))
     finally:
         conn.close()
