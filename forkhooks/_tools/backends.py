@@ -33,11 +33,11 @@ clients and the server for Unix sockets.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._core import settings as _settings
 from .appname import Owner as Named
 from .appname import Role, alive, ours, parse
 from .clients import Clients, comm, through_pooler
@@ -165,7 +165,7 @@ def add_arguments(parser: Any) -> None:
 
 
 def _connect(args: Any) -> Any:
-    dsn = args.dsn or os.environ.get("FORKHOOKS_DSN")
+    dsn = args.dsn or _settings.server_dsn()
     if dsn:
         try:
             import psycopg
@@ -214,7 +214,7 @@ def _django_ready(args: Any) -> str | None:
 
 def run(args: Any) -> int:
     """Print the report; exit 1 for a proven orphan or a master-held backend, never through a pooler (EPILOG)."""
-    if not (args.dsn or os.environ.get("FORKHOOKS_DSN")):
+    if not (args.dsn or _settings.server_dsn()):
         problem = _django_ready(args)
         if problem:
             print(f"forkhooks connections: {problem}", file=sys.stderr)
