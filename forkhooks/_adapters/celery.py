@@ -135,7 +135,7 @@ def patch_django_fixup() -> bool:
             self.__dict__.pop("_is_prefork", None)
 
     _close_database._forkhooks = True  # type: ignore[attr-defined]
-    DjangoWorkerFixup._close_database = _close_database  # type: ignore[method-assign]
+    DjangoWorkerFixup._close_database = _close_database
     return True
 
 

@@ -245,7 +245,7 @@ def _closed_cleanly(worker: Any) -> bool:
     if not mark:
         return False
     try:
-        return mark[0] == 1
+        return bool(mark[0] == 1)
     except Exception:
         return False
     finally:

@@ -179,6 +179,6 @@ def patch_worker_pool() -> None:
                 self.log.exception("forkhooks: ending worker %s's backends failed; continuing", worker_data.pid)
         return handle_dead_worker(self, worker_data)
 
-    WorkerPool.__init__ = __init__  # type: ignore[method-assign]
-    WorkerPool.start_worker = start_worker_closing_first  # type: ignore[method-assign]
-    WorkerPool.handle_dead_worker = handle_dead_worker_ending_backends  # type: ignore[method-assign]
+    WorkerPool.__init__ = __init__
+    WorkerPool.start_worker = start_worker_closing_first
+    WorkerPool.handle_dead_worker = handle_dead_worker_ending_backends
