@@ -33,7 +33,7 @@ from .harness import app_backends, sleeping_backends
 from .record import record
 from .servers import WORKERS, WSGI, Server, booted_workers, children, poll, serve, wait_workers
 
-MIN_SIZE = 2  # forkhooks/demo/site/settings.py
+MIN_SIZE = 2  # tests/testsite/settings.py
 MAX_SIZE = 4
 STEADY_MAX = WORKERS * MAX_SIZE  # 16: what 4 live workers may hold at most
 WARM = WORKERS * MIN_SIZE  # 8: what 4 warm workers hold at least

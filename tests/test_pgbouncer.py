@@ -37,7 +37,7 @@ from .servers import Server, gunicorn, poll, start
 # A runner or a proxy behaves the same on every Python and Django here: run once in the matrix (py311).
 pytestmark = pytest.mark.slow
 
-WSGI = "forkhooks.demo.site.wsgi:application"
+WSGI = "tests.testsite.wsgi:application"
 MODES = ["session", "transaction"]
 REQUESTS = 300
 SLEEP = 5  # the stranger's query, seconds
