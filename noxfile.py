@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import nox
@@ -26,46 +27,85 @@ import nox
 nox.options.reuse_venv = "yes"  # a venv is created on first use (CI's fresh clone) and reused after
 nox.options.error_on_missing_interpreters = True  # a missing Python fails, never skips quietly
 
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+HERE = Path(__file__).parent
+
 GUNICORN_NEWEST = "27.*"
 GUNICORN_OLDEST = "23.0.0"  # pyproject's gunicorn>=23
 # What starts gunicorn or runs its hooks (tracked_pool: psycopg2, psycopg_pool, SQLAlchemy under gunicorn),
 # plus both drivers' discard (psycopg 3 and psycopg2).
 GUNICORN_SUBSET = "gunicorn or hooks or discard or tracked_pool"
 
-PYPROJECT = nox.project.load_toml("pyproject.toml")
+# `slow` cases (outages, many stops, the job runners, pgbouncer, MySQL) prove one behaviour, not a
+# version: they run once, in py311 (what `scripts/test` runs), and the other sessions leave them out.
+NOT_SLOW = ("-m", "not slow")
+# The core of the suite: what every version pair runs.
+CORE = (
+    "unit",
+    "test_discard.py",
+    "test_forks.py",
+    "test_hooks.py",
+    "test_gunicorn.py",
+    "test_tracked.py",
+    "test_celery.py",
+    "test_rq.py",
+)
+# What else depends on the Python version: uWSGI's and gevent's interplay with the interpreter,
+# signals at a stop, a pool closed from its own thread, the wheel and the demo.
+VERSION_SENSITIVE = (
+    "test_uwsgi.py",
+    "test_gevent.py",
+    "test_stops.py",
+    "test_close_in_pool_thread.py",
+    "test_demo.py",
+    "test_layout.py",
+)
 
-MATRIX = ["py311-django52", "py312-django60", "py313-django61", "gunicorn23"]
-# What runs once, in the py311 session (what `scripts/test` runs), and nowhere else in the matrix:
-# - `slow` cases (outages, many stops, the job runners, pgbouncer, MySQL) prove one behaviour, not a version;
-# - modules about the database server, faults under load, stops, the CLI, bad input and the benchmark:
-#   their behaviour depends on gunicorn, uWSGI and PostgreSQL, not on the Python or Django version.
-ONCE = ("-m", "not slow")
-ONCE_MODULES = [
-    "test_bench.py",
-    "test_faults.py",
-    "test_input.py",
-    "test_operator.py",
-    "test_outage.py",
-    "test_reaping.py",
-    "test_server_faults.py",
-    "test_uwsgi_stops.py",
-    "test_wagtail.py",
-]
-NOT_ONCE = (*ONCE, *(f"--ignore=tests/{module}" for module in ONCE_MODULES))
-# The middle version pair runs the core of the suite: discard, forks, hooks, gunicorn, tracked pools, Celery, RQ.
-CORE = [
-    f"tests/{module}"
-    for module in (
-        "unit",
-        "test_discard.py",
-        "test_forks.py",
-        "test_hooks.py",
-        "test_gunicorn.py",
-        "test_tracked.py",
-        "test_celery.py",
-        "test_rq.py",
-    )
-]
+
+def _modules(*names: str) -> tuple[str, ...]:
+    return tuple(f"tests/{name}" for name in names if (HERE / "tests" / name).exists())
+
+
+@dataclass(frozen=True)
+class Run:
+    """One session of the matrix: its versions and the tests it runs."""
+
+    python: str
+    django: str
+    gunicorn: str
+    pytest_args: tuple[str, ...]
+    doc: str
+    groups: tuple[str, ...] = ("test",)
+
+
+RUNS = {
+    "py311-django52": Run(
+        "3.11",
+        "5.2",
+        GUNICORN_NEWEST,
+        (),
+        "The whole suite, the slow cases included: Python 3.11, Django 5.2 LTS, gunicorn 27.",
+        ("test", "test-once"),
+    ),
+    "py312-django60": Run(
+        "3.12", "6.0", GUNICORN_NEWEST, (*NOT_SLOW, *_modules(*CORE)), "The core: Python 3.12, Django 6.0, gunicorn 27."
+    ),
+    "py313-django61": Run(
+        "3.13",
+        "6.1",
+        GUNICORN_NEWEST,
+        (*NOT_SLOW, *_modules(*CORE, *VERSION_SENSITIVE)),
+        "The core and what depends on the Python version: Python 3.13, Django 6.1, gunicorn 27.",
+    ),
+    "gunicorn23": Run(
+        "3.11",
+        "5.2",
+        GUNICORN_OLDEST,
+        ("-k", GUNICORN_SUBSET, *NOT_SLOW),
+        "The gunicorn tests on the oldest gunicorn claimed (23.0.0): Python 3.11, Django 5.2.",
+    ),
+}
+MATRIX = list(RUNS)
 
 
 def _python(version: str) -> str:
@@ -76,56 +116,42 @@ def _python(version: str) -> str:
     return str(found[-1]) if found else version
 
 
-def _tests(session: nox.Session, django: str, gunicorn: str, *pytest_args: str, once: bool = False) -> None:
-    """Install forkhooks[test] (and with `once` the test-once group) with these Django and gunicorn; run pytest."""
-    if shutil.which("ss") is None:  # the tests count sockets with ss (iproute2), as scripts/test does
-        session.run("apt-get", "update", "-qq", external=True)
-        session.run("apt-get", "install", "-y", "-qq", "iproute2", external=True)
-    groups = nox.project.dependency_groups(PYPROJECT, "test-once") if once else ()
-    session.install("-e", ".[test]", f"django=={django}.*", f"gunicorn=={gunicorn}", *groups)
-    session.run("python", "-m", "pytest", *pytest_args, *session.posargs)
+def _groups(*names: str) -> list[str]:
+    """The requirements of pyproject's [dependency-groups] `names`."""
+    return [req for name in names for req in nox.project.dependency_groups(PYPROJECT, name)]
 
 
 @nox.session(python=_python("3.11"))
 def docs(session: nox.Session) -> None:
     """Build the documentation site (Sphinx, MyST, Furo) with warnings as errors, into docs/_build/html."""
     # The API reference imports the public modules: gunicorn's, uvicorn-worker's, Celery's and RQ's need them.
-    session.install("-e", ".[uvicorn,celery,rq]", *nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.install("-e", ".[uvicorn,celery,rq]", *_groups("docs"))
     session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html")
 
 
-@nox.session(name="py311-django52", python=_python("3.11"))
-def py311_django52(session: nox.Session) -> None:
-    """The whole suite, what runs once included: Python 3.11, Django 5.2 LTS, gunicorn 27."""
-    _tests(session, "5.2", GUNICORN_NEWEST, once=True)
+def _session(name: str, run: Run) -> None:
+    """Define the nox session `name` from its row of RUNS."""
+
+    def tests(session: nox.Session) -> None:
+        if shutil.which("ss") is None:  # the tests count sockets with ss (iproute2), as scripts/test does
+            session.run("apt-get", "update", "-qq", external=True)
+            session.run("apt-get", "install", "-y", "-qq", "iproute2", external=True)
+        session.install("-e", ".", *_groups(*run.groups), f"django=={run.django}.*", f"gunicorn=={run.gunicorn}")
+        session.run("python", "-m", "pytest", *run.pytest_args, *session.posargs)
+
+    tests.__doc__ = run.doc
+    tests.__name__ = name.replace("-", "_")
+    nox.session(name=name, python=_python(run.python))(tests)
 
 
-@nox.session(name="py312-django60", python=_python("3.12"))
-def py312_django60(session: nox.Session) -> None:
-    """The core of the suite: Python 3.12, Django 6.0, gunicorn 27."""
-    _tests(session, "6.0", GUNICORN_NEWEST, *ONCE, *(p for p in CORE if Path(p).exists()))
-
-
-@nox.session(name="py313-django61", python=_python("3.13"))
-def py313_django61(session: nox.Session) -> None:
-    """The suite but what runs once (ONCE, ONCE_MODULES): Python 3.13, Django 6.1, gunicorn 27."""
-    _tests(session, "6.1", GUNICORN_NEWEST, *NOT_ONCE)
-
-
-@nox.session(name="gunicorn23", python=_python("3.11"))
-def gunicorn23(session: nox.Session) -> None:
-    """The gunicorn tests on the oldest gunicorn claimed (23.0.0): Python 3.11, Django 5.2."""
-    _tests(session, "5.2", GUNICORN_OLDEST, "-k", GUNICORN_SUBSET, *ONCE)
-
-
-# The unit tier (tests/unit): pure functions in-process, no server, so only what they import.
-UNIT_DEPS = ("django>=5.2", "gunicorn>=23", "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100")
+for _name, _run in RUNS.items():
+    _session(_name, _run)
 
 
 @nox.session(python=_python("3.11"), default=False)
 def unit(session: nox.Session) -> None:
     """The unit tier alone, in seconds and without PostgreSQL (scripts/test --unit); the sessions above run it too."""
-    session.install("-e", ".", *UNIT_DEPS)
+    session.install("-e", ".", *_groups("unit"))
     session.run("python", "-m", "pytest", "tests/unit", "-m", "unit", *session.posargs)
 
 
@@ -138,7 +164,7 @@ def support_table(session: nox.Session) -> None:
 @nox.session(python=_python("3.11"), default=False)
 def lint(session: nox.Session) -> None:
     """ruff and mypy, as scripts/test runs them (not in the default run)."""
-    session.install("-e", ".[test]", "django==5.2.*")
+    session.install("-e", ".", *_groups("dev"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
