@@ -57,6 +57,25 @@ def redis_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def mysql_dsn() -> Iterator[str]:
+    """A MySQL/MariaDB server for the whole run: FORKHOOKS_TEST_MYSQL_DSN (a mysql:// URL), else a private mariadbd."""
+    external = os.environ.get("FORKHOOKS_TEST_MYSQL_DSN")
+    if external:
+        yield external
+        return
+    from .mariadb import MariaDB, find_mariadbd
+
+    binary = find_mariadbd()
+    if binary is None:
+        pytest.skip("mariadbd not found (Debian: apt-get install mariadb-server; scripts/test installs it)")
+    server = MariaDB(binary)
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def pgbouncers(dsn: str) -> Iterator[Callable[[str], Any]]:
     """Debian's pgbouncer in front of `dsn`, one per pool mode asked for, stopped at the module's end.
