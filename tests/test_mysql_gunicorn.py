@@ -1,0 +1,84 @@
+"""MySQL/MariaDB behind real gunicorn: 4 preloaded workers, CONN_MAX_AGE=None, a start-up query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from . import mariadb
+from .conftest import ROOT
+from .record import record
+from .servers import Server, gunicorn, load, poll, start
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+REQUESTS = 300
+WSGI = "tests.project.mysqlsite.wsgi:application"
+DRIVERS = ["mysqlclient", "pymysql"]
+
+
+def serve(mysql_dsn: str, tmp_path: Path, driver: str, *args: str) -> Server:
+    """gunicorn --preload -w 4 on the MySQL site, with `driver`."""
+    env = {"FORKHOOKS_MYSQL_DSN": mysql_dsn, "FORKHOOKS_MYSQL_DRIVER": driver}
+    return start(gunicorn(*args, WSGI), mysql_dsn, tmp_path, env=env)
+
+
+def problems(log: str) -> list[str]:
+    """Lines of a server log that show a failure: an ERROR or a traceback."""
+    return [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_sync_workers_get_their_own_rows(driver: str, mysql_dsn: str, tmp_path: Path) -> None:
+    """With forkhooks: 0 failed, 0 wrong, 4 workers serve, no error logged, nothing left on the server."""
+    server = serve(mysql_dsn, tmp_path, driver, "-c", "python:forkhooks.gunicorn", "-k", "sync")
+    run = load(server, REQUESTS)
+    record("mysql-gunicorn", f"sync-{driver}", run.results)
+    assert (run.results.failed, run.results.wrong) == (0, 0), run.results.summary()
+    assert len(run.results.pids) == 4, run.results.summary()
+    assert run.code == 0, server.log()[-3000:]
+    assert problems(server.log()) == [], server.log()[-3000:]
+    poll(lambda: mariadb.sessions(mysql_dsn) == [], timeout=5, what="every app session gone after the stop")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_control_sync_workers_share_the_masters_session(driver: str, mysql_dsn: str, tmp_path: Path) -> None:
+    """Without forkhooks the workers answer on the master's start-up session: rows go to the wrong request."""
+    run = load(serve(mysql_dsn, tmp_path, driver, "-k", "sync"), REQUESTS, control=True)
+    record("mysql-gunicorn-control", f"sync-{driver}", run.results)
+    assert run.results.failed + run.results.wrong > 0, run.results.summary()
+
+
+def gthread_aborted(mysql_dsn: str, tmp_path: Path, driver: str, conf: str, case: str) -> tuple[int, str]:
+    """Serve REQUESTS on gthread workers (4 threads) with `conf`, stop; the server's new Aborted_clients."""
+    before = mariadb.aborted_clients(mysql_dsn)
+    server = serve(mysql_dsn, tmp_path, driver, "-c", conf, "-k", "gthread", "--threads", "4")
+    run = load(server, REQUESTS)
+    assert (run.results.failed, run.results.wrong) == (0, 0), run.results.summary()
+    assert run.code == 0, server.log()[-3000:]
+    # Aborted_clients counts once the server notices the dropped socket: wait for the sessions to go.
+    poll(lambda: mariadb.sessions(mysql_dsn) == [], timeout=10, what="every app session gone after the stop")
+    aborted = mariadb.aborted_clients(mysql_dsn) - before
+    record("mysql-gunicorn-gthread", f"{case}-{driver}", run.results, aborted=aborted)
+    return aborted, server.log()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_gthread_stop_closes_every_threads_connection(driver: str, mysql_dsn: str, tmp_path: Path) -> None:
+    """At a gthread worker's exit every request thread's connection is closed: no aborted connection."""
+    aborted, log = gthread_aborted(mysql_dsn, tmp_path, driver, "python:forkhooks.gunicorn", "forkhooks")
+    assert aborted == 0, log[-3000:]
+    assert problems(log) == [], log[-3000:]
+
+
+def test_control_gthread_close_of_one_thread_aborts_the_others(mysql_dsn: str, tmp_path: Path) -> None:
+    """Control: a close that sees only its own thread leaves the request threads' connections to die.
+
+    PyMySQL: its connection has no finalizer that says goodbye, so each one the close missed is
+    an aborted connection. (mysqlclient's finalizer sends COM_QUIT when a thread's wrapper is
+    freed at a graceful exit, so there the control shows none.)
+    """
+    conf = str(ROOT / "tests/project/gunicorn_this_thread_only.py")
+    aborted, log = gthread_aborted(mysql_dsn, tmp_path, "pymysql", conf, "this-thread-only")
+    assert aborted > 0, log[-3000:]
