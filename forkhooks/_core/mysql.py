@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import math
 import sys
+import weakref
 from types import FrameType
 from typing import Any
 
 _DRIVERS = ("MySQLdb", "pymysql")
 
+# Each connection's server thread id, noted when it connected: mysqlclient (>= 2.3) locks a
+# connection for every call, thread_id() included, so a query running in another thread
+# would make asking for it then fail ("already in use from another thread").
+_thread_ids: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
 
 def is_mysql(conn: Any) -> bool:
     """Whether `conn` is a mysqlclient or PyMySQL connection (PyMySQL installed as MySQLdb too)."""
     return type(conn).__module__.split(".", 1)[0] in _DRIVERS
+
+
+def remember(conn: Any) -> None:
+    """Note a new MySQL connection's server thread id (one C call), for a KILL QUERY later."""
+    if is_mysql(conn):
+        _thread_ids[conn] = int(conn.thread_id())
 
 
 def busy(conn: Any) -> bool:
@@ -46,7 +58,9 @@ def kill_query(wrapper: Any, conn: Any, timeout: float) -> None:
 
     Bounded: connect, read and write timeouts (whole seconds, as both drivers take them).
     """
-    thread_id = int(conn.thread_id())
+    thread_id = _thread_ids.get(conn)
+    if thread_id is None:  # connected before forkhooks watched: PyMySQL answers without a lock
+        thread_id = int(conn.thread_id())
     seconds = max(1, math.ceil(timeout))
     params = dict(wrapper.get_connection_params())
     params.update(connect_timeout=seconds, read_timeout=seconds, write_timeout=seconds)

@@ -132,7 +132,7 @@ def _close(log: Log, who: str, timeout: float) -> Report:
         conn = wrapper.connection
         if conn is None:
             continue
-        running = False
+        running = True  # if cancelling fails, another thread's connection is left alone: it may be in use
         with _guard(report, log, f"cancelling the query of Django connection {wrapper.alias!r}"):
             running = _cancel_running_query(wrapper, conn, timeout)
         with _guard(report, log, f"closing Django connection {wrapper.alias!r}"):
