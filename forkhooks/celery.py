@@ -14,6 +14,6 @@ do without this import.
 
 from __future__ import annotations
 
-from ._adapters.celery import keeps_pools, patch_django_fixup
+from ._adapters import celery as _celery  # noqa: F401  # importing it connects to Celery's signals
 
-__all__ = ["keeps_pools", "patch_django_fixup"]
+__all__: list[str] = []  # importing this module is the whole interface

@@ -18,7 +18,7 @@ import redis
 from forkhooks.demo.loadgen import Results
 from forkhooks.demo.process import children, poll
 
-from .conftest import PYTHON, ROOT, app_backends, child_env
+from .harness import PYTHON, ROOT, app_backends, child_env
 from .project import jobs
 
 # The job runners' Django settings: pooling on (min 1, max 4), with and without the forkhooks.django app.

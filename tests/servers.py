@@ -3,18 +3,46 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from forkhooks.demo import loadgen
 from forkhooks.demo.process import ServerProcess, poll
 from forkhooks.demo.procnet import server_sockets
 
-from .conftest import EXAMPLES, PYTHON, ROOT, child_env
+from .harness import EXAMPLES, PYTHON, ROOT, child_env, logged_pids
 
-__all__ = ["Loaded", "Server", "gunicorn", "load", "poll", "run_json", "start"]
+__all__ = [
+    "ASGI",
+    "WORKERS",
+    "WSGI",
+    "booted_workers",
+    "Loaded",
+    "Server",
+    "children",
+    "gunicorn",
+    "load",
+    "poll",
+    "ready_workers",
+    "run_json",
+    "serve",
+    "start",
+    "stop_group",
+    "wait_workers",
+]
+
+# The example project's apps (forkhooks/demo/site), as gunicorn and uWSGI name them.
+WSGI = "forkhooks.demo.site.wsgi:application"
+ASGI = "forkhooks.demo.site.asgi:application"
+WORKERS = 4  # gunicorn(): -w 4
 
 
 class Server(ServerProcess):
@@ -47,6 +75,81 @@ def start(argv: list[str], dsn: str, tmp: Path, *, env: dict[str, str] | None = 
 def gunicorn(*args: str) -> list[str]:
     """argv for gunicorn with 4 preloaded workers on the test socket."""
     return [PYTHON, "-m", "gunicorn", "--preload", "-w", "4", "-b", "unix:{sock}", "--graceful-timeout", "10", *args]
+
+
+def serve(dsn: str, tmp_path: Path, args: list[str], app: str, env: dict[str, str] | None = None) -> Server:
+    """Start gunicorn with 4 preloaded workers and wait until it answers."""
+    return start(gunicorn(*args, app), dsn, tmp_path, env=env)
+
+
+def children(pid: int) -> set[int]:
+    """Live child pids of `pid` (the master's workers)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(p) for p in text.split()}
+
+
+def ready_workers(server: Server) -> set[int]:
+    """Live workers that warmed their pool (post_worker_init logged 'opened'): they accept requests."""
+    return children(server.pid) & logged_pids(server.log(), "opened")
+
+
+def wait_workers(
+    server: Server, *, excluding: set[int] | frozenset[int] = frozenset(), timeout: float = 20
+) -> set[int]:
+    """Poll until 4 warmed workers run, none of them in `excluding`; return their pids."""
+    found: set[int] = set()
+
+    def check() -> bool:
+        nonlocal found
+        found = ready_workers(server)
+        live = children(server.pid)
+        return len(found) == WORKERS and not (found & excluding) and len(live) == WORKERS
+
+    poll(check, timeout=timeout, what=f"{WORKERS} fresh warmed workers")
+    return found
+
+
+def closed_pools(log: str) -> set[int]:
+    """Workers that logged closing their pool."""
+    return logged_pids(log, r"closed \d+ connections? and 1 pool")
+
+
+def four_opened(log: str) -> bool:
+    """Every one of the 4 workers has opened its pool: it is booted, its signal handlers set."""
+    return len(logged_pids(log, "opened")) == 4
+
+
+def booted_workers(log: str) -> set[int]:
+    """Pids of the workers gunicorn booted (its own line: "Booting worker with pid: N")."""
+    return {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log)}
+
+
+def stop_group(
+    name: str,
+    args: list[str],
+    app: str,
+    sig: signal.Signals,
+    dsn: str,
+    tmp_path: Path,
+    booted: Callable[[str], bool] = four_opened,
+) -> tuple[set[int], str]:
+    """Serve 100 requests, then signal the whole group; (workers that closed their pool, the log)."""
+    if name == "asgi":
+        pytest.importorskip("gunicorn.workers.gasgi", reason="gunicorn's native asgi worker needs gunicorn >= 24")
+    server = start(gunicorn(*args, app), dsn, tmp_path)
+    try:
+        # Booted, not just forked: gunicorn drops a signal that reaches a worker before its own handlers are set.
+        poll(lambda: booted(server.log()), timeout=30, what="4 workers booted")
+        results = loadgen.run(server.target, 100, concurrency=16)
+        assert (results.failed, results.wrong) == (0, 0), results.summary()
+        os.killpg(server.pid, sig)
+        server.proc.wait(30)
+    finally:
+        server.kill()
+    return closed_pools(server.log()), server.log()
 
 
 def run_json(

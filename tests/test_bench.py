@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .harness import ROOT
 
 ROWS = ["forkhooks", "lazy", "per-request", "getpid", "forkhooks+freeze", "lazy+freeze"]
 

@@ -228,7 +228,7 @@ def test_bench_script_writes_its_section(dsn: str, redis_socket: Path, tmp_path:
     import subprocess
     import sys
 
-    from .conftest import ROOT
+    from .harness import ROOT
 
     out = tmp_path / "benchmarks.md"
     old = "<!-- bench/celery_tasks.py: start -->\n## Celery: an older run\n<!-- bench/celery_tasks.py: end -->\n"
@@ -249,7 +249,7 @@ def test_without_the_runner_installed_the_import_says_what_to_install(module: st
     """Importing forkhooks.celery without Celery (forkhooks.rq without RQ) fails with a one-line fix."""
     import subprocess
 
-    from .conftest import PYTHON, ROOT
+    from .harness import PYTHON, ROOT
 
     code = f"import sys; sys.modules[{needs!r}] = None; import {module}"
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)

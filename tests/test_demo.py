@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PYTHON, ROOT
+from .harness import PYTHON, ROOT
 from .servers import poll
 
 
@@ -84,11 +84,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_wheel_ships_the_demo_and_no_tests(wheel: Path) -> None:
-    """The demo's Django project is in the wheel; tests, examples and benchmarks are not; no dependency."""
+    """The demo's Django project is in the wheel; tests and their machinery, examples, benchmarks are not; no deps."""
     archive = zipfile.ZipFile(wheel)
     names = archive.namelist()
     assert "forkhooks/demo/site/settings.py" in names and "forkhooks/py.typed" in names
     assert not [n for n in names if n.startswith(("tests/", "examples/", "bench/"))], names
+    # The tests' own PostgreSQL machinery (TLS, restarts) lives in tests/pgserver.py, not in the wheel.
+    assert b"restart" not in archive.read("forkhooks/demo/embedded.py")
     metadata = archive.read(next(n for n in names if n.endswith("/METADATA"))).decode()
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist")]
     assert requires and all("extra ==" in line for line in requires), "`pip install forkhooks` must pull nothing"

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 from .jobrunners import (
     WorkerProcess,
     app_names,

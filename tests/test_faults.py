@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
 import threading
 import time
@@ -30,12 +29,10 @@ from forkhooks._tools.appname import SUPERVISOR, parse
 from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
 
-from .conftest import app_backends
+from .harness import app_backends, sleeping_backends
 from .record import record
-from .servers import Server, poll
-from .test_gunicorn import WSGI, serve
+from .servers import WORKERS, WSGI, Server, booted_workers, children, poll, serve, wait_workers
 
-WORKERS = 4
 MIN_SIZE = 2  # forkhooks/demo/site/settings.py
 MAX_SIZE = 4
 STEADY_MAX = WORKERS * MAX_SIZE  # 16: what 4 live workers may hold at most
@@ -141,37 +138,6 @@ def owners_now(db: psycopg.Connection) -> Counter[int]:
     return sample(db).owners()
 
 
-def children(pid: int) -> set[int]:
-    """Live child pids of `pid` (the master's workers)."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return set()
-    return {int(p) for p in text.split()}
-
-
-def ready_workers(server: Server) -> set[int]:
-    """Live workers that warmed their pool (post_worker_init logged 'opened'): they accept requests."""
-    warmed = {int(p) for p in re.findall(r"forkhooks: worker (\d+) opened", server.log())}
-    return children(server.pid) & warmed
-
-
-def wait_workers(
-    server: Server, *, excluding: set[int] | frozenset[int] = frozenset(), timeout: float = 20
-) -> set[int]:
-    """Poll until 4 warmed workers run, none of them in `excluding`; return their pids."""
-    found: set[int] = set()
-
-    def check() -> bool:
-        nonlocal found
-        found = ready_workers(server)
-        live = children(server.pid)
-        return len(found) == WORKERS and not (found & excluding) and len(live) == WORKERS
-
-    poll(check, timeout=timeout, what=f"{WORKERS} fresh warmed workers")
-    return found
-
-
 def in_flight(pid: int, sock: Path) -> int:
     """Client connections `pid` holds on the app socket: accepted, not yet closed (its in-flight requests)."""
     inodes = set()
@@ -249,10 +215,6 @@ def recovery(db: psycopg.Connection, server: Server, *, low: int, high: int, tim
     return round(time.monotonic() - started, 2)
 
 
-def booted_pids(log: str) -> set[int]:
-    return {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log)}
-
-
 def extra_pids(samples: list[Sample]) -> int:
     """Most worker pids holding backends at once beyond the 4 workers (one leaving, one warming)."""
     return max((max(0, len(s.owners()) - WORKERS) for s in samples), default=0)
@@ -299,7 +261,7 @@ def test_max_requests_churn_keeps_every_answer_right_and_backends_bounded(
     with running(dsn, tmp_path, args) as server, Sampler(dsn) as sampler:
         results = loadgen.run(server.target, CHURN_REQUESTS, concurrency=64)
     gone_after_shutdown(db)
-    booted = len(booted_pids(server.log()))
+    booted = len(booted_workers(server.log()))
     record(
         "faults",
         f"max-requests-{kind}",
@@ -365,7 +327,7 @@ def test_sigkill_mid_request_fails_only_that_workers_requests(
     gone_after_shutdown(db)
     results = load.results
     held_total = sum(h for _, h in kills)
-    replacements = booted_pids(log) - first
+    replacements = booted_workers(log) - first
     record(
         "faults",
         f"sigkill-{kind}",
@@ -431,7 +393,7 @@ def test_sighup_reloads_under_load_lose_nothing_and_grow_nothing(
     )
     assert log.count("Hang up") == RELOADS
     assert (results.failed, results.wrong) == (0, 0), results.summary()
-    assert len(booted_pids(log)) == WORKERS * (RELOADS + 1)
+    assert len(booted_workers(log)) == WORKERS * (RELOADS + 1)
     assert_bounded(sampler.samples)
     assert sampler.max_total <= 2 * steady  # old and new generation, each at min_size
 
@@ -444,15 +406,6 @@ def test_sighup_reloads_under_load_lose_nothing_and_grow_nothing(
 # first, so the bound is 5 s, far below what is left of the sleep.
 SLEEP = 30
 GONE_WITHIN = 5.0
-
-
-def sleeping_backends(db: psycopg.Connection) -> list[tuple[int, str]]:
-    """(backend pid, application_name) of backends running pg_sleep for a worker."""
-    rows = db.execute(
-        "SELECT pid, application_name FROM pg_stat_activity WHERE backend_type = 'client backend'"
-        " AND state = 'active' AND query LIKE '%%pg_sleep%%' AND application_name LIKE 'forkhooks:worker:%%'"
-    ).fetchall()
-    return [(int(r[0]), str(r[1])) for r in rows]
 
 
 @pytest.mark.e2e

@@ -16,11 +16,9 @@ import pytest
 
 from forkhooks.demo import loadgen
 
-from .conftest import app_backends
+from .harness import app_backends, run_python
 from .record import record
-from .servers import Server, gunicorn, poll, start
-from .test_hooks import run_python
-from .test_stops import stop_group
+from .servers import Server, gunicorn, poll, start, stop_group
 
 pytest.importorskip("gevent", reason="the gevent worker needs gevent: pip install 'forkhooks[gevent]'")
 pytest.importorskip("packaging", reason="gunicorn's gevent worker imports packaging")

@@ -7,13 +7,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .conftest import app_backends
+from .harness import app_backends
 from .record import record
-from .servers import Server, gunicorn, load, poll, start
+from .servers import ASGI, WSGI, Server, load, poll, serve
 
 REQUESTS = 1000
-WSGI = "forkhooks.demo.site.wsgi:application"
-ASGI = "forkhooks.demo.site.asgi:application"
 
 # (id, gunicorn arguments, app) — every way of enabling forkhooks, every worker class.
 ENABLED = [
@@ -38,11 +36,6 @@ CONTROLS = [
 ]
 
 NEEDS_NATIVE_ASGI = {"conf-asgi", "k-asgi", "asgi"}  # gunicorn.workers.gasgi: gunicorn >= 24
-
-
-def serve(dsn: str, tmp_path: Path, args: list[str], app: str, env: dict[str, str] | None = None) -> Server:
-    """Start gunicorn with 4 preloaded workers and wait until it answers."""
-    return start(gunicorn(*args, app), dsn, tmp_path, env=env)
 
 
 def serve_case(name: str, dsn: str, tmp_path: Path, args: list[str], app: str) -> Server:

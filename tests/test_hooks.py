@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import textwrap
 from pathlib import Path
 
 import psycopg
@@ -13,22 +11,9 @@ from gunicorn.config import Config
 import forkhooks.gunicorn as fh
 from forkhooks.demo import loadgen
 
-from .conftest import PYTHON, ROOT, app_backends, child_env
+from .harness import app_backends, run_python
 from .record import record
-from .servers import Server, gunicorn, poll
-from .test_gunicorn import WSGI, serve
-
-
-def run_python(code: str, dsn: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a snippet in a fresh interpreter (the hooks discard state: keep pytest's process clean)."""
-    return subprocess.run(
-        [PYTHON, "-c", textwrap.dedent(code)],
-        cwd=ROOT,
-        env=child_env(dsn, **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from .servers import WSGI, Server, gunicorn, poll, serve
 
 
 def test_gunicorn_accepts_every_hook_with_its_arity() -> None:

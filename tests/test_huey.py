@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from .conftest import PYTHON, ROOT, app_backends, child_env
+from .harness import PYTHON, ROOT, app_backends, child_env
 from .jobrunners import (
     WorkerProcess,
     app_names,

@@ -19,10 +19,8 @@ from forkhooks._tools import cli
 from forkhooks._tools.common import error_text, first_line
 from forkhooks.demo import loadgen
 
-from .conftest import PYTHON, ROOT, child_env
-from .servers import poll
-from .test_gunicorn import WSGI, serve
-from .test_operator import django_check, forkhooks_cli
+from .harness import PYTHON, ROOT, child_env, django_check, forkhooks_cli, forkhooks_lines
+from .servers import WSGI, poll, serve
 
 CHECKS = "tests.project.settings_checks"
 SITE = "forkhooks.demo.site.settings"
@@ -356,8 +354,8 @@ def test_bad_settings_are_one_gunicorn_line_each_with_4_workers(
         assert match, lines[0]
         assert int(match.group(1)) == server.pid  # the master's, once: the workers inherit that it was said
         assert match.group(2) == f"{name}={value!r} {words}"
-    assert len(re.findall(r"worker \d+ opened 'default' \(2 connections\)", log)) == 4  # the default: on
-    assert len(re.findall(r"worker \d+ closed 0 connections and 1 pool", log)) == 4
+    assert len(forkhooks_lines(log, "worker", r"opened 'default' \(2 connections\)")) == 4  # the default: on
+    assert len(forkhooks_lines(log, "worker", "closed 0 connections and 1 pool")) == 4
 
 
 # -- 9: W002 under -k forkhooks.workers.* -------------------------------------------------------------------------
@@ -408,8 +406,8 @@ def checks_in_workers(dsn: str, run_dir: Path, conf: Path, worker_class: str) ->
 @pytest.mark.e2e
 def test_bad_settings_are_one_uwsgi_line_each_with_4_workers(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
     """The same under uWSGI (forkhooks.uwsgi): each bad value once, through uWSGI's log, at WARNING; serves, stops."""
-    from .test_uwsgi import fifo, ini, wait_exit
-    from .test_uwsgi import serve as serve_uwsgi
+    from .uwsgiservers import fifo, ini, wait_exit
+    from .uwsgiservers import serve as serve_uwsgi
 
     env = {"FORKHOOKS_CLOSE_TIMEOUT": "-3", "FORKHOOKS_WARM": "maybe"}
     server = serve_uwsgi(dsn, tmp_path, ini(tmp_path), env=env)
@@ -425,4 +423,4 @@ def test_bad_settings_are_one_uwsgi_line_each_with_4_workers(dsn: str, db: psyco
         lines = [line for line in log.splitlines() if f"{name}=" in line]
         assert len(lines) == 1, "\n".join(lines)
         assert lines[0].startswith(f"WARNING forkhooks: {name}={value!r} is not "), lines[0]
-    assert len(re.findall(r"worker \d+ opened 'default' \(2 connections\)", log)) == 4  # the default: on
+    assert len(forkhooks_lines(log, "worker", r"opened 'default' \(2 connections\)")) == 4  # the default: on

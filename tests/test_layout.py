@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PYTHON, ROOT
+from .harness import PYTHON, ROOT
 
 PACKAGE = ROOT / "forkhooks"
 

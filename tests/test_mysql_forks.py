@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.fork]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from . import mariadb
-from .conftest import ROOT
+from .harness import ROOT
 from .record import record
 from .servers import Server, gunicorn, load, poll, start
 

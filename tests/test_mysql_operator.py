@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 
 pytestmark = pytest.mark.slow
 

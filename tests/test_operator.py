@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -14,41 +12,8 @@ import pytest
 
 from forkhooks._tools.appname import compose
 
-from .conftest import PYTHON, ROOT, app_backends, child_env
-from .servers import poll
-from .test_gunicorn import WSGI, serve
-
-
-def forkhooks_cli(dsn: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m forkhooks ...` as a user would."""
-    return subprocess.run(
-        [PYTHON, "-m", "forkhooks", *args],
-        cwd=ROOT,
-        env=child_env(dsn, **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def django_check(dsn: str, *args: str, before: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    """Run Django's system checks with tests/project/settings_checks.py, after `before` ran."""
-    code = (
-        f"{before}\nimport django, sys\nfrom django.core.management import call_command\ndjango.setup()\n"
-        f"call_command('check', *sys.argv[1:])"
-    )
-    return subprocess.run(
-        [PYTHON, "-c", code, *args],
-        cwd=ROOT,
-        env=child_env(dsn, DJANGO_SETTINGS_MODULE="tests.project.settings_checks", **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def worker_pids(log: str) -> set[int]:
-    return {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log)}
+from .harness import app_backends, django_check, forkhooks_cli, killed_client
+from .servers import WSGI, booted_workers, poll, serve
 
 
 def names(db: psycopg.Connection) -> list[str]:
@@ -121,7 +86,7 @@ def test_each_worker_names_its_connections(
     try:
         poll(lambda: app_backends(db) == 8, timeout=15, what="4 workers x 2 warm connections")
         seen = names(db)
-        pids = worker_pids(server.log())
+        pids = booted_workers(server.log())
     finally:
         server.stop()
     expected = sorted(compose(prefix, "worker", pid) for pid in pids for _ in range(2))
@@ -141,33 +106,6 @@ def test_application_names_can_be_turned_off(dsn: str, db: psycopg.Connection, t
 
 
 # -- forkhooks connections --------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def killed_client(dsn: str, db: psycopg.Connection, seconds: int = 60) -> Iterator[tuple[int, int]]:
-    """A real orphan: a process that named its connection after itself, SIGKILLed during pg_sleep.
-
-    Yields (its pid, its backend's pid); the backend, still sleeping, is terminated at the end.
-    """
-    code = (
-        "import os, psycopg\nfrom forkhooks._tools.appname import compose\n"
-        "c = psycopg.connect(os.environ['FORKHOOKS_DSN'], application_name=compose(None, 'worker', os.getpid()))\n"
-        f"c.execute('SELECT pg_sleep({seconds})')"
-    )
-    child = subprocess.Popen([PYTHON, "-c", code], cwd=ROOT, env=child_env(dsn))
-    name = compose(None, "worker", child.pid)
-    query = "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND state = 'active'"
-    try:
-        poll(lambda: db.execute(query, [name]).fetchone() is not None, timeout=15, what="the child's pg_sleep")
-        row = db.execute(query, [name]).fetchone()
-        assert row is not None
-        child.kill()
-        child.wait(10)
-        yield child.pid, int(row[0])
-    finally:
-        child.kill()
-        child.wait(10)
-        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [name])
 
 
 def test_connections_groups_by_owner_and_flags_what_needs_a_look(dsn: str, db: psycopg.Connection) -> None:

@@ -29,16 +29,15 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from forkhooks._core import tracked
 from forkhooks.demo import loadgen
-from forkhooks.demo.embedded import EmbeddedPostgres
 from forkhooks.demo.process import children
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env, logged_pids, run_python
 from .jobrunners import WITHOUT, celery, client, collect, tally
+from .pgserver import PostgresServer
 from .record import record
-from .servers import Server, gunicorn, poll, start
-from .test_hooks import run_python
-from .test_uwsgi import WORKERS, clean, closed, ini, opened
-from .test_uwsgi import serve as serve_uwsgi
+from .servers import Server, booted_workers, gunicorn, poll, start
+from .uwsgiservers import WORKERS, clean, closed, ini, opened
+from .uwsgiservers import serve as serve_uwsgi
 
 WSGI = "forkhooks.demo.site.wsgi:application"
 WARM_TIMEOUT = 1  # seconds: the server stays down for longer than this
@@ -56,24 +55,14 @@ STOP_BITS = {s - 1 for s in STOP_SIGNALS}
 
 
 @pytest.fixture
-def down_pg() -> Iterator[EmbeddedPostgres]:
+def down_pg() -> Iterator[PostgresServer]:
     """A PostgreSQL for this test alone, stopped: the test starts it once its workers have warmed."""
-    server = EmbeddedPostgres()
+    server = PostgresServer()
     try:
         server.halt()
         yield server
     finally:
         server.stop()
-
-
-def warmed(log: str, who: str = "worker") -> set[int]:
-    """Pids that logged forkhooks' warm-up line ("<who> N opened ...")."""
-    return {int(p) for p in re.findall(rf"forkhooks: {who} (\d+) opened", log)}
-
-
-def booted(log: str) -> set[int]:
-    """Pids of the workers gunicorn booted."""
-    return {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", log)}
 
 
 def serves(server: Server) -> bool:
@@ -95,7 +84,7 @@ class Recovery:
     results: loadgen.Results
 
 
-def recover(server: Server, pg: EmbeddedPostgres) -> Recovery:
+def recover(server: Server, pg: PostgresServer) -> Recovery:
     """Start PostgreSQL, wait (bounded) for a request to succeed, then send REQUESTS more."""
     back = pg.start()
     poll(lambda: serves(server), timeout=RECOVERY, what="a request served once PostgreSQL is back")
@@ -117,7 +106,7 @@ GUNICORN = [
 @pytest.mark.e2e
 @pytest.mark.parametrize(("name", "args", "with_forkhooks"), GUNICORN, ids=[g[0] for g in GUNICORN])
 def test_gunicorn_started_while_postgresql_is_down_serves_once_it_is_back(
-    name: str, args: list[str], with_forkhooks: bool, down_pg: EmbeddedPostgres, tmp_path: Path
+    name: str, args: list[str], with_forkhooks: bool, down_pg: PostgresServer, tmp_path: Path
 ) -> None:
     """gunicorn --preload -w 4 started with PostgreSQL down: each worker warns once and serves; once the
     server is back, the first request succeeds within 15 s and 200 more all succeed, on all 4 workers.
@@ -129,9 +118,9 @@ def test_gunicorn_started_while_postgresql_is_down_serves_once_it_is_back(
     server = start(gunicorn(*args, WSGI), down_pg.dsn, tmp_path, env=ENV)
     try:
         if with_forkhooks:
-            poll(lambda: len(warmed(server.log())) == 4, timeout=30, what="4 workers warmed")
+            poll(lambda: len(logged_pids(server.log(), "opened")) == 4, timeout=30, what="4 workers warmed")
         else:
-            poll(lambda: len(booted(server.log())) == 4, timeout=30, what="4 workers booted")
+            poll(lambda: len(booted_workers(server.log())) == 4, timeout=30, what="4 workers booted")
         run = recover(server, down_pg)
     finally:
         code = server.stop()
@@ -167,7 +156,7 @@ UWSGI = [("default", "uwsgi.ini"), ("lazy-apps", "uwsgi-lazy-apps.ini")]
 @pytest.mark.e2e
 @pytest.mark.parametrize(("name", "example"), UWSGI, ids=[u[0] for u in UWSGI])
 def test_uwsgi_started_while_postgresql_is_down_serves_once_it_is_back(
-    name: str, example: str, down_pg: EmbeddedPostgres, tmp_path: Path
+    name: str, example: str, down_pg: PostgresServer, tmp_path: Path
 ) -> None:
     """uWSGI, 4 workers, started with PostgreSQL down: once it is back every worker serves, the pool
     Django opens on the first request runs its threads with stop signals blocked, and every worker
@@ -197,7 +186,7 @@ def test_uwsgi_started_while_postgresql_is_down_serves_once_it_is_back(
 @pytest.mark.slow  # one outage per server kind, once in the matrix; the fast cases below run everywhere
 @pytest.mark.e2e
 def test_celery_pool_processes_started_while_postgresql_is_down_run_tasks_once_it_is_back(
-    down_pg: EmbeddedPostgres, redis_socket: Path, tmp_path: Path
+    down_pg: PostgresServer, redis_socket: Path, tmp_path: Path
 ) -> None:
     """Celery prefork (4 processes, forkhooks.celery) started with PostgreSQL down: each pool process
     warns once; once the server is back a task succeeds within 15 s and 200 more all succeed."""
@@ -211,7 +200,11 @@ def test_celery_pool_processes_started_while_postgresql_is_down_run_tasks_once_i
     app = Celery("sender", broker=f"redis+socket://{redis_socket}", set_as_current=False)
     r = client(redis_socket)
     try:
-        poll(lambda: len(warmed(worker.log(), "celery worker")) == 4, timeout=30, what="4 pool processes warmed")
+        poll(
+            lambda: len(logged_pids(worker.log(), "opened", who="celery worker")) == 4,
+            timeout=30,
+            what="4 pool processes warmed",
+        )
         back = down_pg.start()
 
         def task_ok() -> bool:
@@ -291,7 +284,7 @@ class Script:
 def test_tracked_pool_warmed_while_postgresql_is_down_stays_open_and_serves(kind: str, tmp_path: Path) -> None:
     """A tracked pool built while the server was up; the server stops; a forked child warms: one warning line,
     no traceback, the pool stays open; once the server is back the child's queries succeed within 15 s."""
-    pg = EmbeddedPostgres()
+    pg = PostgresServer()
     script = Script(kind, pg.dsn)
     try:
         script.expect("built", timeout=30)
@@ -320,7 +313,7 @@ def test_tracked_pool_warmed_while_postgresql_is_down_stays_open_and_serves(kind
 
 @pytest.mark.e2e
 def test_control_psycopg_pool_wait_closes_the_pool_for_good_and_forkhooks_wait_does_not(
-    down_pg: EmbeddedPostgres,
+    down_pg: PostgresServer,
 ) -> None:
     """Control: psycopg_pool's open(wait=True, timeout=1) against a down server closes the pool, and once
     the server is back it cannot be opened again ("pool has already been opened/closed"), which is what

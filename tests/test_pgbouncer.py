@@ -25,15 +25,14 @@ import pytest
 from forkhooks._adapters.cancel import _through_pooler
 from forkhooks._tools.appname import compose, parse
 from forkhooks.demo import loadgen
-from forkhooks.demo.embedded import EmbeddedPostgres, TLSUnavailable
 from forkhooks.demo.procnet import server_sockets
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env, forkhooks_cli, killed_client
 from .jobrunners import comes_true, still_running
 from .pgbouncer import PgBouncer, find_pgbouncer
+from .pgserver import PostgresServer, TLSUnavailable
 from .record import record
 from .servers import Server, gunicorn, poll, start
-from .test_operator import forkhooks_cli, killed_client
 
 # A runner or a proxy behaves the same on every Python and Django here: run once in the matrix (py311).
 pytestmark = pytest.mark.slow
@@ -260,10 +259,10 @@ def test_connections_through_a_pooler_gives_no_verdict(
 
 
 @pytest.fixture(scope="module")
-def tcp_pg() -> Iterator[EmbeddedPostgres]:
+def tcp_pg() -> Iterator[PostgresServer]:
     """A PostgreSQL that also listens on 127.0.0.1 (over TLS): TCP clients, whose sockets /proc/net/tcp shows."""
     try:
-        server = EmbeddedPostgres(tls=True)
+        server = PostgresServer(tls=True)
     except TLSUnavailable as exc:
         pytest.skip(str(exc))
     try:
@@ -273,7 +272,7 @@ def tcp_pg() -> Iterator[EmbeddedPostgres]:
 
 
 @pytest.mark.parametrize("own", ["tcp", "unix"])
-def test_connections_verdicts_for_tcp_clients(tcp_pg: EmbeddedPostgres, own: str) -> None:
+def test_connections_verdicts_for_tcp_clients(tcp_pg: PostgresServer, own: str) -> None:
     """TCP clients: a SIGKILLed one's backend is a proven ORPHAN (exit 1); a live process's connection under a
     gone pid's name is grouped under that process, no verdict. Whether the tool itself comes by TCP or Unix socket."""
     url = tcp_pg.dsn if own == "tcp" else tcp_pg.unix_dsn

@@ -27,11 +27,10 @@ from forkhooks._tools.appname import MAX_LENGTH, Owner, compose, host_token, par
 from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
 
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env, forkhooks_lines, sleeping_backends
 from .jobrunners import comes_true, still_running
 from .record import record
-from .servers import Server, gunicorn, poll, start
-from .test_faults import WORKERS, children, ready_workers, sleeping_backends, wait_workers
+from .servers import WORKERS, Server, children, gunicorn, poll, ready_workers, start, wait_workers
 
 WSGI = "forkhooks.demo.site.wsgi:application"
 ASGI = "forkhooks.demo.site.asgi:application"
@@ -40,7 +39,8 @@ NO_REAPING = ["-c", "python:tests.reap_off"]  # forkhooks' hooks but child_exit 
 SLEEP = 30  # the slow request's pg_sleep: far longer than any bound below
 GONE_WITHIN = 3.0  # the master ends a dead worker's backends within this (measured well under 1 s)
 CONTROL_WATCH = 5.0  # without the fix, the query is still running this long after the kill
-ENDED = re.compile(r"forkhooks: master (\d+) ended (\d+) backend\(s\) of worker (\d+), which died without closing them")
+# The text of the master's line (after "forkhooks: master <pid> ").
+ENDED = re.compile(r"ended (\d+) backend\(s\) of worker (\d+), which died without closing them")
 
 
 # -- the slow request and its backend -----------------------------------------------------------
@@ -112,7 +112,11 @@ def ended_lines(log: str) -> list[tuple[int, int]]:
     N is the sleeping backend and, when the master is quicker than the server, the worker's idle
     pooled one too (an idle backend sees its client's socket close and exits by itself).
     """
-    return [(int(m), int(w)) for m, n, w in ENDED.findall(log) if int(n) >= 1]
+    return [
+        (line.pid, int(m[2]))
+        for line in forkhooks_lines(log, "master")
+        if (m := ENDED.match(line.text)) and int(m[1]) >= 1
+    ]
 
 
 def master_backends(db: psycopg.Connection, master: int) -> int:
@@ -348,7 +352,7 @@ def test_gunicorn_sigkilled_dirty_worker_query_ends_within_3s(dsn: str, db: psyc
     log = server.log()
     record("reaping", "sigkill-dirty-worker", Results(), gone_s=took)
     assert took is not None and took <= GONE_WITHIN, f"dirty worker {dirty}'s backend: {took}; {log[-3000:]}"
-    assert re.search(rf"forkhooks: dirty arbiter \d+ ended [12] backend\(s\) of dirty worker {dirty}, which died", log)
+    assert forkhooks_lines(log, "dirty arbiter", rf"ended [12] backend\(s\) of dirty worker {dirty}, which died"), log
 
 
 @pytest.mark.e2e

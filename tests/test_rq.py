@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import rq
 
-from .conftest import PYTHON
+from .harness import PYTHON
 from .jobrunners import (
     WITH_APP,
     WITHOUT,

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import rq
 
-from .conftest import PYTHON
+from .harness import PYTHON
 from .jobrunners import (
     WorkerProcess,
     backends_left,

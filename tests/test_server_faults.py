@@ -1,6 +1,6 @@
 """Server-side faults: PostgreSQL restarted under load, and every fork case over TLS.
 
-Each test starts its own PostgreSQL (forkhooks.demo.embedded.EmbeddedPostgres), never the
+Each test starts its own PostgreSQL (tests/pgserver.py's PostgresServer), never the
 session's shared one: a restart would break every other test, and the wheel's
 PostgreSQL has no TLS (the TLS server uses a PostgreSQL built with OpenSSL).
 """
@@ -22,9 +22,9 @@ import psycopg
 import pytest
 
 from forkhooks.demo import loadgen
-from forkhooks.demo.embedded import EmbeddedPostgres, Restart, TLSUnavailable
 
-from .conftest import app_backends
+from .harness import app_backends
+from .pgserver import PostgresServer, Restart, TLSUnavailable
 from .record import record
 from .servers import Server, gunicorn, poll, run_json, start
 
@@ -144,9 +144,9 @@ def scenario(dsn: str, *args: str) -> tuple[dict[str, Any], str]:
 
 
 @pytest.fixture
-def own_pg() -> Iterator[EmbeddedPostgres]:
+def own_pg() -> Iterator[PostgresServer]:
     """A PostgreSQL for this test alone (it gets restarted)."""
-    server = EmbeddedPostgres()
+    server = PostgresServer()
     try:
         yield server
     finally:
@@ -154,10 +154,10 @@ def own_pg() -> Iterator[EmbeddedPostgres]:
 
 
 @pytest.fixture(scope="module")
-def tls_pg() -> Iterator[EmbeddedPostgres]:
+def tls_pg() -> Iterator[PostgresServer]:
     """A PostgreSQL that takes TCP only over TLS (self-signed), DSN with sslmode=require."""
     try:
-        server = EmbeddedPostgres(tls=True)
+        server = PostgresServer(tls=True)
     except TLSUnavailable as exc:
         pytest.skip(str(exc))
     try:
@@ -182,7 +182,7 @@ def log_errors(text: str) -> dict[int, list[str]]:
 class LogWatch:
     """The part of the server log written since it was created."""
 
-    def __init__(self, server: EmbeddedPostgres) -> None:
+    def __init__(self, server: PostgresServer) -> None:
         self.server = server
         self.offset = len(server.log())
 
@@ -194,7 +194,7 @@ class LogWatch:
 
 
 @pytest.mark.e2e
-def test_restart_under_load_fails_only_during_the_outage_and_recovers(own_pg: EmbeddedPostgres, tmp_path: Path) -> None:
+def test_restart_under_load_fails_only_during_the_outage_and_recovers(own_pg: PostgresServer, tmp_path: Path) -> None:
     """PostgreSQL restarted (fast stop, 1 s down) under continuous load on 4 gunicorn workers.
 
     Failures only while it is down: every request started more than GRACE (2 s) after
@@ -259,7 +259,7 @@ HEALTH = [
 @pytest.mark.e2e
 @pytest.mark.parametrize(("name", "settings"), HEALTH, ids=[h[0] for h in HEALTH])
 def test_idle_restart_leaves_no_dead_connection_in_the_pools(
-    own_pg: EmbeddedPostgres, tmp_path: Path, name: str, settings: str
+    own_pg: PostgresServer, tmp_path: Path, name: str, settings: str
 ) -> None:
     """Pools filled by 300 requests, PostgreSQL restarted while idle, then a burst of 500.
 
@@ -295,7 +295,7 @@ TLS_CASES = [("psycopg", "plain"), ("psycopg", "pooled"), ("psycopg2", "plain")]
 @pytest.mark.fork
 @pytest.mark.parametrize(("driver", "mode"), TLS_CASES, ids=[f"{d}-{m}" for d, m in TLS_CASES])
 def test_tls_children_discard_and_the_parents_tls_session_survives(
-    tls_pg: EmbeddedPostgres, driver: str, mode: str
+    tls_pg: PostgresServer, driver: str, mode: str
 ) -> None:
     """Over TLS (sslmode=require; the server refuses TCP without it): 50 children discard
     and query over their own TLS sessions; the parent's TLS session is the same backend,
@@ -334,7 +334,7 @@ def test_tls_children_discard_and_the_parents_tls_session_survives(
 @pytest.mark.e2e
 @pytest.mark.fork
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
-def test_control_tls_close_in_the_child_kills_the_parents_session(tls_pg: EmbeddedPostgres, driver: str) -> None:
+def test_control_tls_close_in_the_child_kills_the_parents_session(tls_pg: PostgresServer, driver: str) -> None:
     """Control: the naive close() in a child over TLS ends the parent's TLS session."""
     report, _ = scenario(tls_pg.dsn, "--driver", driver, "--children", "1", "--child", "close")
     record(
@@ -350,7 +350,7 @@ def test_control_tls_close_in_the_child_kills_the_parents_session(tls_pg: Embedd
 @pytest.mark.e2e
 @pytest.mark.fork
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
-def test_control_tls_children_on_the_inherited_session_break_it(tls_pg: EmbeddedPostgres, driver: str) -> None:
+def test_control_tls_children_on_the_inherited_session_break_it(tls_pg: PostgresServer, driver: str) -> None:
     """Control: children that query over the inherited TLS session desynchronise it: the
     server logs "decryption failed or bad record mac" on the parent's backend, a child gets
     the same error, and the parent's session is gone."""
@@ -373,7 +373,7 @@ def test_control_tls_children_on_the_inherited_session_break_it(tls_pg: Embedded
 
 
 @pytest.mark.e2e
-def test_tls_gunicorn_every_request_gets_its_own_rows(tls_pg: EmbeddedPostgres, tmp_path: Path) -> None:
+def test_tls_gunicorn_every_request_gets_its_own_rows(tls_pg: PostgresServer, tmp_path: Path) -> None:
     """gunicorn, 4 preloaded workers, TLS DSN: 1000 requests, 0 failed, 0 wrong, no SSL error logged."""
     watch = LogWatch(tls_pg)
     server = serve(tls_pg.dsn, tmp_path)

@@ -8,22 +8,15 @@ freed at once) and log it, whatever its class.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from forkhooks.demo import loadgen
+from .harness import app_backends
+from .servers import ASGI, WSGI, poll, stop_group
 
-from .conftest import app_backends
-from .servers import gunicorn, poll, start
-
-WSGI = "forkhooks.demo.site.wsgi:application"
-ASGI = "forkhooks.demo.site.asgi:application"
 HOOKS = ["-c", "python:forkhooks.gunicorn"]
 
 CASES = [
@@ -36,41 +29,6 @@ CASES = [
     ("k-uvicorn", ["-k", "forkhooks.workers.UvicornWorker"], ASGI, signal.SIGTERM),
     ("k-sync", ["-k", "forkhooks.workers.SyncWorker"], WSGI, signal.SIGINT),
 ]
-
-
-def closed_pools(log: str) -> set[int]:
-    """Workers that logged closing their pool."""
-    return {int(pid) for pid in re.findall(r"forkhooks: worker (\d+) closed \d+ connections? and 1 pool", log)}
-
-
-def four_opened(log: str) -> bool:
-    """Every one of the 4 workers has opened its pool: it is booted, its signal handlers set."""
-    return len(set(re.findall(r"forkhooks: worker (\d+) opened", log))) == 4
-
-
-def stop_group(
-    name: str,
-    args: list[str],
-    app: str,
-    sig: signal.Signals,
-    dsn: str,
-    tmp_path: Path,
-    booted: Callable[[str], bool] = four_opened,
-) -> tuple[set[int], str]:
-    """Serve 100 requests, then signal the whole group; (workers that closed their pool, the log)."""
-    if name == "asgi":
-        pytest.importorskip("gunicorn.workers.gasgi", reason="gunicorn's native asgi worker needs gunicorn >= 24")
-    server = start(gunicorn(*args, app), dsn, tmp_path)
-    try:
-        # Booted, not just forked: gunicorn drops a signal that reaches a worker before its own handlers are set.
-        poll(lambda: booted(server.log()), timeout=30, what="4 workers booted")
-        results = loadgen.run(server.target, 100, concurrency=16)
-        assert (results.failed, results.wrong) == (0, 0), results.summary()
-        os.killpg(server.pid, sig)
-        server.proc.wait(30)
-    finally:
-        server.kill()
-    return closed_pools(server.log()), server.log()
 
 
 @pytest.mark.e2e

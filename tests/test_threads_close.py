@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from . import mariadb
-from .conftest import PYTHON, ROOT, child_env
+from .harness import PYTHON, ROOT, child_env
 from .servers import poll
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 import forkhooks
 from forkhooks.demo.loadgen import Results
 
-from .conftest import app_backends
+from .harness import app_backends
 from .record import record
 from .servers import Server, gunicorn, load, poll, run_json, start
 

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -18,75 +19,29 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.process import children
 from forkhooks.demo.procnet import server_sockets
 
-from .conftest import EXAMPLES, PYTHON, app_backends
+from .harness import EXAMPLES, PYTHON, app_backends, forkhooks_lines, logged_pids, sleeping
+from .plugins.servers import Servers
 from .record import record
-from .servers import Server, poll, start
+from .servers import Server, poll
+from .uwsgiservers import (
+    UWSGI,
+    WORKERS,
+    all_idle,
+    all_workers_up,
+    clean,
+    closed,
+    fifo,
+    ini,
+    opened,
+    pids,
+    wait_exit,
+)
 
 REQUESTS = 100  # enough for every worker to serve; the point is hangs and closes, not load
-WORKERS = 4
 STARTS = 20
-UWSGI = [PYTHON, "-c", "import sys, pyuwsgi; sys.argv[0] = 'uwsgi'; sys.exit(pyuwsgi.run())"]
 IMPORT = "import = forkhooks.uwsgi"
 # A uWSGI before 2.0.27 (threads can still be off), e.g. `pip install --target DIR pyuwsgi==2.0.26`.
 OLD_PYUWSGI = os.environ.get("FORKHOOKS_OLD_PYUWSGI", "")
-
-
-def ini(
-    tmp_path: Path, name: str = "uwsgi.ini", *, drop: tuple[str, ...] = (), first: str = "", last: str = ""
-) -> Path:
-    """A copy of examples/`name` on the test's Unix socket, without the `drop` lines, plus extra lines."""
-    lines = [line for line in (EXAMPLES / name).read_text().splitlines() if line.strip() not in drop]
-    text = "\n".join(lines).replace("http-socket = 127.0.0.1:8000", f"http-socket = {tmp_path / 'app.sock'}")
-    # Lines go right after [uwsgi] (before forkhooks' import) or at the end.
-    text = text.replace("[uwsgi]\n", f"[uwsgi]\n{first}\n", 1)
-    path = tmp_path / "uwsgi.ini"
-    path.write_text(f"{text}\n{last}\n")
-    return path
-
-
-def serve(dsn: str, tmp_path: Path, config: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    """Start uWSGI and wait until it answers /health (request lines off: they say nothing here)."""
-    # A worker that hangs must not keep a test waiting for uWSGI's default 60 s of mercy.
-    fifo = tmp_path / "master.fifo"
-    argv = [
-        *UWSGI,
-        "--ini",
-        str(config),
-        "--worker-reload-mercy",
-        "10",
-        "--master-fifo",
-        str(fifo),
-        "--disable-logging",
-    ]
-    return start([*argv, *args], dsn, tmp_path, env=env)
-
-
-def fifo(server: Server, command: bytes) -> None:
-    """A command to uWSGI's master fifo (q: graceful stop, c: chain reload, r: graceful reload)."""
-    (server.sock.parent / "master.fifo").write_bytes(command)
-
-
-def wait_exit(server: Server, db: psycopg.Connection, timeout: float = 30) -> int:
-    """Wait for the master to exit (bounded), then for every app backend to go; the master's exit code."""
-    try:
-        code = server.proc.wait(timeout)
-    finally:
-        server.kill()
-    poll(lambda: app_backends(db) == 0, timeout=10, what="all app backends gone after shutdown")
-    return code
-
-
-def pids(log: str, pattern: str) -> set[int]:
-    """Pids of forkhooks' lines matching `pattern` (e.g. 'worker (\\d+) closed')."""
-    return {int(m.group(1)) for m in re.finditer(pattern, log)}
-
-
-def opened(log: str) -> set[int]:
-    return pids(log, r"forkhooks: worker (\d+) opened")
-
-
-def closed(log: str) -> set[int]:
-    return pids(log, r"forkhooks: worker (\d+) closed")
 
 
 def hung(server: Server, served: set[int]) -> list[int]:
@@ -102,31 +57,7 @@ def hung(server: Server, served: set[int]) -> list[int]:
     return stuck
 
 
-def all_idle(server: Server) -> None:
-    """Every worker waits in its accept loop: none is still finishing a request.
-
-    uWSGI skips uwsgi.atexit in a worker that a stop signal finds busy (uWSGI #2063), and a worker
-    is still busy for a moment after the client has its last response.
-    """
-
-    def idle() -> bool:
-        return all("epoll" in Path(f"/proc/{pid}/wchan").read_text() for pid in children(server.pid))
-
-    poll(idle, timeout=10, what="every worker idle")
-
-
-def clean(log: str) -> None:
-    """No traceback and no failed forkhooks step in the server's log."""
-    assert "Traceback" not in log, log[-4000:]
-    assert "cannot join current thread" not in log, log[-4000:]
-    assert "step(s) failed" not in log, log[-4000:]
-    assert "NO MERCY" not in log, log[-4000:]  # every worker exited by itself, none was SIGKILLed at stop
-
-
-def all_workers_up(server: Server, n: int = WORKERS) -> None:
-    """Every worker has warmed its pool (so it got past the fork and the GIL)."""
-    poll(lambda: len(opened(server.log())) >= n, timeout=15, what=f"{n} workers warmed")
-
+Start = Callable[..., Server]  # the uwsgi_server fixture: uwsgi_server(config, *args, tmp=..., env=...)
 
 # The hang is likeliest with many forks while the master's pool still opens connections in its threads:
 # 8 workers, and a pool of min_size 8 that the start-up query opens. Both tests below use it.
@@ -136,31 +67,28 @@ BUSY_ENV = {"FORKHOOKS_EXAMPLE_POOL_OPTIONS": f'{{"min_size": {BUSY}}}', "FORKHO
 
 
 @pytest.mark.e2e
-def test_default_prefork_never_hangs(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+def test_default_prefork_never_hangs(uwsgi_server: Start, db: psycopg.Connection, tmp_path: Path) -> None:
     """20 starts with just `import = forkhooks.uwsgi`: 0 hung workers, 0 failed or wrong, the master holds nothing."""
     hung_total = failed = wrong = 0
     for i in range(STARTS):
         run = tmp_path / str(i)
         run.mkdir()
-        server = serve(dsn, run, ini(run), *BUSY_ARGS, env=BUSY_ENV)
-        try:
-            with contextlib.suppress(TimeoutError):  # a hung worker never warms: the assertions below say so
-                all_workers_up(server, BUSY)
-            master = server_sockets(server.pid)
-            results = loadgen.run(server.target, REQUESTS, concurrency=16, timeout=10)
-            stuck = hung(server, results.pids)
-            during = app_backends(db)
-            fifo(server, b"q")
-            code = wait_exit(server, db)
-        finally:
-            server.kill()
+        server = uwsgi_server(ini(run), *BUSY_ARGS, env=BUSY_ENV, tmp=run)
+        with contextlib.suppress(TimeoutError):  # a hung worker never warms: the assertions below say so
+            all_workers_up(server, BUSY)
+        master = server_sockets(server.pid)
+        results = loadgen.run(server.target, REQUESTS, concurrency=16, timeout=10)
+        stuck = hung(server, results.pids)
+        during = app_backends(db)
+        fifo(server, b"q")
+        code = wait_exit(server, db)
         log = server.log()
         hung_total += len(stuck)
         failed += results.failed
         wrong += results.wrong
         assert stuck == [], f"start {i}: {len(stuck)} worker(s) hung at fork\n{log[-3000:]}"
         assert master == 0, f"start {i}: the master kept {master} connection(s)"
-        assert len(pids(log, r"forkhooks: master (\d+) closed 1 connection and 1 pool")) == 1, log[-3000:]
+        assert len(logged_pids(log, "closed 1 connection and 1 pool", who="master")) == 1, log[-3000:]
         assert len(opened(log)) == BUSY and during >= BUSY, (results.summary(), during)
         assert opened(log) == closed(log), log[-3000:]
         assert code == 0, log[-3000:]
@@ -170,25 +98,23 @@ def test_default_prefork_never_hangs(dsn: str, db: psycopg.Connection, tmp_path:
 
 
 @pytest.mark.e2e
-def test_control_without_forkhooks_hangs(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+def test_control_without_forkhooks_hangs(servers: Servers, dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
     """Without forkhooks the same config leaves workers hung at fork: stop at the first start that shows it."""
     fifo_arg = ("--master-fifo", "{sock}.fifo", "--disable-logging")
     for i in range(STARTS):
         run = tmp_path / str(i)
         run.mkdir()
         config = ini(run, drop=(IMPORT,))
-        server = Server([*UWSGI, "--ini", str(config), *fifo_arg, *BUSY_ARGS], dsn, run, env=BUSY_ENV)
+        server = servers.add(Server([*UWSGI, "--ini", str(config), *fifo_arg, *BUSY_ARGS], dsn, run, env=BUSY_ENV))
         try:
-            try:
-                server.wait_ready(timeout=15)  # a healthy start answers in about a second
-            except RuntimeError:  # every worker hung: nothing ever answers
-                record("uwsgi-control", "default", loadgen.Results(), hung_workers=BUSY, starts=i + 1)
-                return
-            master = server_sockets(server.pid)
-            results = loadgen.run(server.target, REQUESTS, concurrency=16, timeout=3)
-            stuck = hung(server, results.pids)
-        finally:
-            server.kill()
+            server.wait_ready(timeout=15)  # a healthy start answers in about a second
+        except RuntimeError:  # every worker hung: nothing ever answers
+            record("uwsgi-control", "default", loadgen.Results(), hung_workers=BUSY, starts=i + 1)
+            return
+        master = server_sockets(server.pid)
+        results = loadgen.run(server.target, REQUESTS, concurrency=16, timeout=3)
+        stuck = hung(server, results.pids)
+        server.kill()  # before the next start: a hung server would hold its 8 workers
         if stuck:
             record("uwsgi-control", "default", results, hung_workers=len(stuck), starts=i + 1, master_sockets=master)
             assert master > 0, "without forkhooks the master keeps its start-up connection and pool"
@@ -207,18 +133,17 @@ STOPS = [
 
 @pytest.mark.e2e
 @pytest.mark.parametrize(("name", "stop"), STOPS, ids=[s[0] for s in STOPS])
-def test_every_worker_closes_on_stop(name: str, stop, dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_every_worker_closes_on_stop(
+    name: str, stop, uwsgi_server: Start, db: psycopg.Connection, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     """Each way of stopping: every worker closes its pool, logs it, and no backend outlives uWSGI."""
-    server = serve(dsn, tmp_path, ini(tmp_path))
-    try:
-        all_workers_up(server)
-        results = loadgen.run(server.target, REQUESTS, concurrency=16)
-        during = app_backends(db)
-        all_idle(server)
-        stop(server)
-        code = wait_exit(server, db)
-    finally:
-        server.kill()
+    server = uwsgi_server(ini(tmp_path))
+    all_workers_up(server)
+    results = loadgen.run(server.target, REQUESTS, concurrency=16)
+    during = app_backends(db)
+    all_idle(server)
+    stop(server)
+    code = wait_exit(server, db)
     log = server.log()
     record("uwsgi-stop", name, results, closed=len(closed(log)), backends_during=during)
     assert (results.failed, results.wrong) == (0, 0), results.summary()
@@ -259,7 +184,7 @@ def test_modes_serve_and_close(
     extra: str,
     args: tuple[str, ...],
     n: int,
-    dsn: str,
+    uwsgi_server: Start,
     db: psycopg.Connection,
     tmp_path: Path,
 ) -> None:
@@ -269,24 +194,21 @@ def test_modes_serve_and_close(
     (tmp_path / "install_too.py").write_text(INSTALL_TOO)
     (tmp_path / "factory_app.py").write_text(FACTORY)
     extra = extra.replace("{tmp}", str(tmp_path))
-    server = serve(dsn, tmp_path, ini(tmp_path, example, drop=drop, last=extra), *args)
-    try:
-        # Every worker up first: a stop that reaches a lazy-apps worker still loading its app is lost (uWSGI
-        # sets a worker's signal handlers after the app loaded) and the master then waits for it.
-        all_workers_up(server, 1 if name == "cheaper" else WORKERS)
-        master = server_sockets(server.pid)
-        path = "/slow/0.5" if name == "cheaper" else "/echo"
-        results = loadgen.run(server.target, n, concurrency=8 if name == "cheaper" else 16, path=path)
-        during = app_backends(db)
-        stuck = hung(server, results.pids)
-        # A worker recycled at the end of the load may still be starting: a stop that reaches it before
-        # uWSGI set its signal handlers is lost, and the master waits for it. Idle workers have them.
-        if name == "max-requests" and not stuck:
-            all_idle(server)
-        fifo(server, b"q")
-        code = wait_exit(server, db)
-    finally:
-        server.kill()
+    server = uwsgi_server(ini(tmp_path, example, drop=drop, last=extra), *args)
+    # Every worker up first: a stop that reaches a lazy-apps worker still loading its app is lost (uWSGI
+    # sets a worker's signal handlers after the app loaded) and the master then waits for it.
+    all_workers_up(server, 1 if name == "cheaper" else WORKERS)
+    master = server_sockets(server.pid)
+    path = "/slow/0.5" if name == "cheaper" else "/echo"
+    results = loadgen.run(server.target, n, concurrency=8 if name == "cheaper" else 16, path=path)
+    during = app_backends(db)
+    stuck = hung(server, results.pids)
+    # A worker recycled at the end of the load may still be starting: a stop that reaches it before
+    # uWSGI set its signal handlers is lost, and the master waits for it. Idle workers have them.
+    if name == "max-requests" and not stuck:
+        all_idle(server)
+    fifo(server, b"q")
+    code = wait_exit(server, db)
     log = server.log()
     record("uwsgi", name, results, master_sockets=master, workers_closed=len(closed(log)), backends_during=during)
     assert (results.failed, results.wrong) == (0, 0), results.summary()
@@ -299,7 +221,7 @@ def test_modes_serve_and_close(
     else:
         assert len(closed(log)) == WORKERS, log[-3000:]
     if name != "lazy-apps":  # the master loaded the app, then closed what it opened, once
-        assert len(pids(log, r"forkhooks: master (\d+) closed 1 connection and 1 pool")) == 1, log[-3000:]
+        assert len(logged_pids(log, "closed 1 connection and 1 pool", who="master")) == 1, log[-3000:]
     if name == "osafterfork+install":
         assert log.count("already done in this process") == WORKERS, log[-3000:]
     assert code == 0, log[-3000:]
@@ -320,18 +242,15 @@ uwsgi.atexit = goodbye
 
 
 @pytest.mark.e2e
-def test_lazy_apps_app_replacing_atexit(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+def test_lazy_apps_app_replacing_atexit(uwsgi_server: Start, db: psycopg.Connection, tmp_path: Path) -> None:
     """lazy-apps, an app that assigns uwsgi.atexit after forkhooks was imported: both run in every worker."""
     (tmp_path / "late_atexit.py").write_text(LATE_ATEXIT)
     config = ini(tmp_path, "uwsgi-lazy-apps.ini", last=f"import = {tmp_path / 'late_atexit.py'}")
-    server = serve(dsn, tmp_path, config)
-    try:
-        all_workers_up(server)  # warmed after the app loaded
-        results = loadgen.run(server.target, REQUESTS, concurrency=16)
-        fifo(server, b"q")
-        code = wait_exit(server, db)
-    finally:
-        server.kill()
+    server = uwsgi_server(config)
+    all_workers_up(server)  # warmed after the app loaded
+    results = loadgen.run(server.target, REQUESTS, concurrency=16)
+    fifo(server, b"q")
+    code = wait_exit(server, db)
     log = server.log()
     assert (results.failed, results.wrong) == (0, 0), results.summary()
     assert len(pids(log, r"user atexit ran in (\d+)")) == WORKERS, log[-3000:]
@@ -362,21 +281,20 @@ def queue_one():
 
 
 @pytest.mark.e2e
-def test_spooler_and_mule_start_after_the_master_closed(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+def test_spooler_and_mule_start_after_the_master_closed(
+    uwsgi_server: Start, db: psycopg.Connection, tmp_path: Path
+) -> None:
     """A spooler and a mule fork from a master with no pool thread left: nothing hangs, the spooler queries."""
     (tmp_path / "spool").mkdir()
     (tmp_path / "tasks.py").write_text(SPOOL)
     extra = f"spooler = {tmp_path / 'spool'}\nspooler-frequency = 1\nmule = 1\nimport = {tmp_path / 'tasks.py'}"
-    server = serve(dsn, tmp_path, ini(tmp_path, last=extra))
-    try:
-        master = server_sockets(server.pid)
-        results = loadgen.run(server.target, REQUESTS, concurrency=16)
-        stuck = hung(server, results.pids)
-        poll(lambda: "spooled task got 42" in server.log(), timeout=15, what="the spooled task")
-        fifo(server, b"q")
-        code = wait_exit(server, db)
-    finally:
-        server.kill()
+    server = uwsgi_server(ini(tmp_path, last=extra))
+    master = server_sockets(server.pid)
+    results = loadgen.run(server.target, REQUESTS, concurrency=16)
+    stuck = hung(server, results.pids)
+    poll(lambda: "spooled task got 42" in server.log(), timeout=15, what="the spooled task")
+    fifo(server, b"q")
+    code = wait_exit(server, db)
     log = server.log()
     assert (results.failed, results.wrong) == (0, 0), results.summary()
     assert stuck == [] and master == 0, (stuck, master)
@@ -386,28 +304,25 @@ def test_spooler_and_mule_start_after_the_master_closed(dsn: str, db: psycopg.Co
 
 
 @pytest.mark.e2e
-def test_reload_in_a_virtualenv(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+def test_reload_in_a_virtualenv(uwsgi_server: Start, db: psycopg.Connection, tmp_path: Path) -> None:
     """SIGHUP reload (with --binary-path, as pyuwsgi in a virtualenv needs), then a chain reload: every old worker
     closes, the re-executed master closes again, the new workers serve."""
-    server = serve(dsn, tmp_path, ini(tmp_path), "--binary-path", PYTHON)
-    try:
-        all_workers_up(server)
-        first = opened(server.log())
-        os.kill(server.pid, signal.SIGHUP)
-        all_workers_up(server, 2 * WORKERS)
-        assert closed(server.log()) >= first
-        results = loadgen.run(server.target, REQUESTS, concurrency=16)
-        fifo(server, b"c")  # chain reload: one worker at a time
-        all_workers_up(server, 3 * WORKERS)
-        master = server_sockets(server.pid)
-        fifo(server, b"q")
-        code = wait_exit(server, db)
-    finally:
-        server.kill()
+    server = uwsgi_server(ini(tmp_path), "--binary-path", PYTHON)
+    all_workers_up(server)
+    first = opened(server.log())
+    os.kill(server.pid, signal.SIGHUP)
+    all_workers_up(server, 2 * WORKERS)
+    assert closed(server.log()) >= first
+    results = loadgen.run(server.target, REQUESTS, concurrency=16)
+    fifo(server, b"c")  # chain reload: one worker at a time
+    all_workers_up(server, 3 * WORKERS)
+    master = server_sockets(server.pid)
+    fifo(server, b"q")
+    code = wait_exit(server, db)
     log = server.log()
     record("uwsgi", "reload+chain", results, workers_closed=len(closed(log)), master_sockets=master)
     assert (results.failed, results.wrong) == (0, 0), results.summary()
-    assert len(pids(log, r"forkhooks: master (\d+) closed 1 connection and 1 pool")) == 1  # same pid: re-executed
+    assert len(logged_pids(log, "closed 1 connection and 1 pool", who="master")) == 1  # same pid: re-executed
     assert log.count("forkhooks: master") >= 2 and master == 0
     assert opened(log) == closed(log) and len(closed(log)) == 3 * WORKERS, log[-3000:]
     assert code == 0
@@ -420,25 +335,25 @@ CHECK_CLIENT = "-c client_connection_check_interval=500"
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("check", [True, False], ids=["client-check", "control"])
-def test_harakiri_leaves_no_query_behind(check: bool, dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+def test_harakiri_leaves_no_query_behind(
+    check: bool, uwsgi_server: Start, dsn: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
     """harakiri SIGKILLs a worker mid-query (no Python runs, uWSGI #2063): with client_connection_check_interval the
     server ends the orphaned query at once, and the respawned worker serves; without it the query runs on."""
     env = {"FORKHOOKS_DSN": make_conninfo(dsn, options=CHECK_CLIENT)} if check else None
-    server = serve(dsn, tmp_path, ini(tmp_path, last="harakiri = 2"), env=env)
-    try:
-        all_workers_up(server)
-        status, _ = _slow(server, 6)
-        poll(lambda: "HARAKIRI ON WORKER" in server.log(), timeout=10, what="harakiri")
-        if check:
-            poll(lambda: _sleeping(db) == 0, timeout=3, what="the orphaned query ended")
-            all_workers_up(server, WORKERS + 1)  # the respawned worker
-            results = loadgen.run(server.target, REQUESTS, concurrency=16)
-            fifo(server, b"q")
-            code = wait_exit(server, db)
-        else:
-            still = _sleeping(db)
-    finally:
-        server.kill()
+    server = uwsgi_server(ini(tmp_path, last="harakiri = 2"), env=env)
+    all_workers_up(server)
+    status, _ = _slow(server, 6)
+    poll(lambda: "HARAKIRI ON WORKER" in server.log(), timeout=10, what="harakiri")
+    if check:
+        poll(lambda: sleeping(db) == 0, timeout=3, what="the orphaned query ended")
+        all_workers_up(server, WORKERS + 1)  # the respawned worker
+        results = loadgen.run(server.target, REQUESTS, concurrency=16)
+        fifo(server, b"q")
+        code = wait_exit(server, db)
+    else:
+        still = sleeping(db)
+    server.kill()  # the control's query outlives its worker, not the server
     log = server.log()
     assert status != 200
     if not check:
@@ -456,19 +371,16 @@ GRACEFUL_HARAKIRI = f"harakiri = 2\nharakiri-graceful-timeout = 5\nharakiri-grac
 
 
 @pytest.mark.e2e
-def test_graceful_harakiri_cancels_the_stuck_query(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+def test_graceful_harakiri_cancels_the_stuck_query(uwsgi_server: Start, db: psycopg.Connection, tmp_path: Path) -> None:
     """harakiri-graceful-signal set to one uWSGI leaves alone: forkhooks cancels the stuck request's query, the
     request fails at once, the worker lives on (no SIGKILL) and closes its pool at stop."""
-    server = serve(dsn, tmp_path, ini(tmp_path, last=GRACEFUL_HARAKIRI))
-    try:
-        all_workers_up(server)
-        status, _ = _slow(server, 30)  # returns when the query is cancelled, long before 30 s
-        poll(lambda: _sleeping(db) == 0, timeout=3, what="the stuck query cancelled")
-        results = loadgen.run(server.target, REQUESTS, concurrency=16)
-        fifo(server, b"q")
-        code = wait_exit(server, db)
-    finally:
-        server.kill()
+    server = uwsgi_server(ini(tmp_path, last=GRACEFUL_HARAKIRI))
+    all_workers_up(server)
+    status, _ = _slow(server, 30)  # returns when the query is cancelled, long before 30 s
+    poll(lambda: sleeping(db) == 0, timeout=3, what="the stuck query cancelled")
+    results = loadgen.run(server.target, REQUESTS, concurrency=16)
+    fifo(server, b"q")
+    code = wait_exit(server, db)
     log = server.log()
     assert status == 500  # the request failed on its cancelled query instead of hanging to the SIGKILL
     assert "HARAKIRI ON WORKER" in log and "cancelled 1 running query(ies)" in log, log[-3000:]
@@ -483,15 +395,6 @@ def _slow(server: Server, seconds: int) -> tuple[int, bytes]:
         return loadgen.get(server.target, f"/slow/{seconds}", timeout=seconds + 5)
     except Exception:  # the worker died under the request
         return 0, b""
-
-
-def _sleeping(db: psycopg.Connection) -> int:
-    row = db.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND state = 'active'"
-        " AND application_name <> 'forkhooks-observer'"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 USER_HOOKS = """\
@@ -528,24 +431,21 @@ USERS = [("decorator-before", USER_HOOKS, True), ("decorator-after", USER_HOOKS,
 @pytest.mark.e2e
 @pytest.mark.parametrize(("name", "code", "before"), USERS, ids=[u[0] for u in USERS])
 def test_user_hooks_still_run(
-    name: str, code: str, before: bool, dsn: str, db: psycopg.Connection, tmp_path: Path
+    name: str, code: str, before: bool, uwsgi_server: Start, db: psycopg.Connection, tmp_path: Path
 ) -> None:
     """@postfork, or hooks set by hand, run in every worker, after forkhooks' discard; both atexits run."""
     hooks = tmp_path / "user_hooks.py"
     hooks.write_text(code)
     line = f"import = {hooks}"
-    server = serve(dsn, tmp_path, ini(tmp_path, first=line if before else "", last="" if before else line))
-    try:
-        results = loadgen.run(server.target, REQUESTS, concurrency=16)
-        fifo(server, b"q")
-        code_ = wait_exit(server, db)
-    finally:
-        server.kill()
+    server = uwsgi_server(ini(tmp_path, first=line if before else "", last="" if before else line))
+    results = loadgen.run(server.target, REQUESTS, concurrency=16)
+    fifo(server, b"q")
+    code_ = wait_exit(server, db)
     log = server.log().splitlines()
     assert (results.failed, results.wrong) == (0, 0), results.summary()
     assert code_ == 0
     users = {int(m.group(1)): i for i, line in enumerate(log) if (m := re.search(r"user postfork ran in (\d+)", line))}
-    ours = {int(m.group(1)): i for i, line in enumerate(log) if (m := re.search(r"worker (\d+) discarded", line))}
+    ours = {line.pid: line.n for line in forkhooks_lines("\n".join(log), "worker", "discarded")}
     assert len(users) == WORKERS and users.keys() == ours.keys(), "\n".join(log[-60:])
     assert all(ours[pid] < users[pid] for pid in users), "forkhooks' discard runs first"
     if name == "by-hand":
@@ -555,17 +455,15 @@ def test_user_hooks_still_run(
 
 
 @pytest.mark.e2e
-def test_threads_off_warns(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+def test_threads_off_warns(uwsgi_server: Start, db: psycopg.Connection, tmp_path: Path) -> None:
     """A uWSGI that runs without Python threads (before 2.0.27, no enable-threads) gets a warning naming the option."""
     if not OLD_PYUWSGI:
         pytest.skip("uWSGI >= 2.0.27 always enables threads; set FORKHOOKS_OLD_PYUWSGI to a pyuwsgi<2.0.27 dir")
     config = ini(tmp_path, drop=("enable-threads = true",))
     env = {"PYTHONPATH": os.pathsep.join([OLD_PYUWSGI, str(EXAMPLES), str(EXAMPLES.parent)])}
-    server = serve(dsn, tmp_path, config, env=env)  # /health needs no database
-    try:
-        results = loadgen.run(server.target, 200, concurrency=16, timeout=5)
-    finally:
-        server.kill()
+    server = uwsgi_server(config, env=env)  # /health needs no database
+    results = loadgen.run(server.target, 200, concurrency=16, timeout=5)
+    server.kill()
     log = server.log()
     record("uwsgi", "threads-off-2.0.26", results)
     assert "Python threads support is disabled" in log  # uWSGI's own line: threads really are off
@@ -585,30 +483,28 @@ def test_import_outside_uwsgi_says_so() -> None:
 UNBLOCK = """\
 import contextlib
 
-import forkhooks._adapters.uwsgi as adapter
+import forkhooks._adapters.stopsignals as stopsignals
 
-adapter.stop_signals_blocked = contextlib.nullcontext  # pool threads take stop signals again
+stopsignals.blocked = contextlib.nullcontext  # pool threads take stop signals again
 """
 
 
 @pytest.mark.e2e
-def test_control_pool_threads_taking_stop_signals(dsn: str, db: psycopg.Connection, tmp_path: Path) -> None:
+def test_control_pool_threads_taking_stop_signals(uwsgi_server: Start, db: psycopg.Connection, tmp_path: Path) -> None:
     """Undo forkhooks' signal blocking: a group SIGTERM lands on pool threads; workers skip the close or hang."""
     for i in range(10):
         run = tmp_path / str(i)
         run.mkdir()
         (run / "unblock.py").write_text(UNBLOCK)
         # A worker stuck in exit is SIGKILLed after the mercy: 3 s, not 10, for the control.
-        server = serve(dsn, run, ini(run, last=f"import = {run / 'unblock.py'}"), "--worker-reload-mercy", "3")
-        try:
-            all_workers_up(server)
-            results = loadgen.run(server.target, REQUESTS, concurrency=16)
-            all_idle(server)  # as in the stop tests: only the pool threads differ
-            os.killpg(server.pid, signal.SIGTERM)
-            with contextlib.suppress(TimeoutError, subprocess.TimeoutExpired):
-                server.proc.wait(30)
-        finally:
-            server.kill()
+        server = uwsgi_server(ini(run, last=f"import = {run / 'unblock.py'}"), "--worker-reload-mercy", "3", tmp=run)
+        all_workers_up(server)
+        results = loadgen.run(server.target, REQUESTS, concurrency=16)
+        all_idle(server)  # as in the stop tests: only the pool threads differ
+        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError, subprocess.TimeoutExpired):
+            server.proc.wait(30)
+        server.kill()  # then the backends must go (the control's stuck workers with it)
         poll(lambda: app_backends(db) == 0, timeout=15, what="backends gone")
         log = server.log()
         unclosed = len(opened(log) - closed(log))

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -23,11 +23,11 @@ import pytest
 from forkhooks.demo import loadgen
 from forkhooks.demo.process import children
 
-from .conftest import app_backends
+from .harness import app_backends, sleeping
 from .jobrunners import comes_true, running
 from .record import record
 from .servers import Server, poll
-from .test_uwsgi import WORKERS, _sleeping, all_idle, all_workers_up, closed, ini, opened, serve
+from .uwsgiservers import WORKERS, all_idle, all_workers_up, closed, ini, opened
 
 STARTS = 5  # per signal in the suite; the 50-stop measurement is `FORKHOOKS_UWSGI_STOP_STARTS=25`
 MEASURED_STARTS = int(os.environ.get("FORKHOOKS_UWSGI_STOP_STARTS", STARTS))
@@ -51,10 +51,10 @@ reap._table.clear()  # no pid table: neither a successor nor the master's exit e
 LAZY_UNBLOCK = """\
 import signal
 
-import forkhooks._adapters.uwsgi as adapter
+import forkhooks._adapters.uwsgi_worker as worker
 
-if adapter._loading_mask:
-    signal.pthread_sigmask(signal.SIG_SETMASK, adapter._loading_mask.pop())
+if worker._loading_mask:
+    signal.pthread_sigmask(signal.SIG_SETMASK, worker._loading_mask.pop())
 """
 LAZY = "lazy-apps = true"
 
@@ -62,9 +62,8 @@ Start = Callable[..., Server]
 
 
 @pytest.fixture
-def uwsgi(dsn: str, tmp_path: Path) -> Iterator[Start]:
+def uwsgi(uwsgi_server: Start, tmp_path: Path) -> Start:
     """Start uWSGI (serve()'s arguments, `extra` ini lines, a `switch` module); every server is killed at the end."""
-    started: list[Server] = []
     count = iter(range(1_000_000))
 
     def run(*args: str, extra: str = "", switch: str = "", env: dict[str, str] | None = None) -> Server:
@@ -75,13 +74,9 @@ def uwsgi(dsn: str, tmp_path: Path) -> Iterator[Start]:
             (where / "switch.py").write_text(switch)
             lines += f"\nimport = {where / 'switch.py'}"
         # A worker stuck in exit is SIGKILLed ("NO MERCY") after 5 s: the stop bound below is 15 s.
-        server = serve(dsn, where, ini(where, last=lines), "--worker-reload-mercy", "5", *args, env=env)
-        started.append(server)
-        return server
+        return uwsgi_server(ini(where, last=lines), "--worker-reload-mercy", "5", *args, env=env, tmp=where)
 
-    yield run
-    for server in started:
-        server.kill()
+    return run
 
 
 def group_stop(server: Server, sig: signal.Signals) -> tuple[int, str]:
@@ -161,7 +156,7 @@ def _busy(server: Server, db: psycopg.Connection) -> tuple[int, threading.Thread
     """Start a /slow/30 request (a 30 s pg_sleep) in a thread; (the worker pid serving it, the thread)."""
     client = threading.Thread(target=_get_slow, args=(server,), daemon=True)
     client.start()
-    poll(lambda: _sleeping(db) == 1, timeout=10, what="the slow query running")
+    poll(lambda: sleeping(db) == 1, timeout=10, what="the slow query running")
     backend = running(db, "pg_sleep")[0]
     row = db.execute("SELECT application_name FROM pg_stat_activity WHERE pid = %s", [backend]).fetchone()
     assert row is not None
@@ -195,7 +190,7 @@ def _gone_after_death(db: psycopg.Connection, worker: int) -> float | None:
     """Wait for `worker` to die, then for the slow query to go (bounded); seconds from death to gone, or None."""
     poll(lambda: _dead(worker), timeout=15, what=f"worker {worker} gone")
     died = time.monotonic()
-    if comes_true(lambda: _sleeping(db) == 0, timeout=QUERY_GONE + 2):
+    if comes_true(lambda: sleeping(db) == 0, timeout=QUERY_GONE + 2):
         return time.monotonic() - died
     return None
 

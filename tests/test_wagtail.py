@@ -18,7 +18,7 @@ import pytest
 from forkhooks.demo.procnet import server_sockets
 
 from . import wagtailsite
-from .conftest import app_backends
+from .harness import app_backends
 from .record import record
 from .servers import Server, gunicorn, poll, start
 

@@ -48,7 +48,7 @@ def patched() -> bool:
 def after_patch(*, log: Log | None = None, who: str = "worker") -> list[str]:
     """Once gevent patched this process: Django connections per greenlet, drivers that yield; what was done."""
     global _done_in
-    log = log or _core.settings.log
+    log = log or _core.log
     if _done_in == os.getpid():
         return []
     _done_in = os.getpid()

@@ -147,7 +147,7 @@ def on_exit(server: Any, *, timeout: float | None = None) -> None:
     then exits (gunicorn 23) or reaps once at once (gunicorn >= 24), before most of
     them are dead: child_exit never runs for those, and their queries would run on.
     """
-    log = _log(server) or _core.steps._log
+    log = _log(server) or _core.log
     pending = {w.pid: w for w in list(getattr(server, "WORKERS", {}).values()) if _pid(w)}
     gone = []
     deadline = time.monotonic() + (EXIT_WAIT if timeout is None else timeout)
@@ -190,7 +190,7 @@ def chain_master_hooks(cfg: Any, log: Log | None = None) -> None:
                 continue
             cfg.set(name, _chained(theirs, ours))
     except Exception:
-        (log or _core.steps._log).exception("forkhooks: adding child_exit and on_exit to gunicorn's config failed")
+        (log or _core.log).exception("forkhooks: adding child_exit and on_exit to gunicorn's config failed")
 
 
 def _chained(theirs: Callable[..., Any], ours: Callable[..., Any]) -> Callable[..., Any]:
@@ -264,7 +264,7 @@ def end_backends_of_dead(
     workers: Iterable[Any], *, log: Log | None = None, who: str = "master", whose: str = "worker"
 ) -> int:
     """Terminate the backends of reaped workers that did not close them; never raises; how many."""
-    log = log or _core.steps._log
+    log = log or _core.log
     if not appname.enabled(log):  # FORKHOOKS_APPLICATION_NAME=0: no backend carries a worker's name to find
         return 0
     total = 0

@@ -17,7 +17,7 @@ from typing import Any
 from .. import _core
 from .._core import Log, Report
 from .._tools import appname, budget
-from . import greenlets
+from . import greenlets, stopsignals
 
 
 def child_started(*, log: Log | None = None, who: str = "worker") -> Report:
@@ -26,7 +26,7 @@ def child_started(*, log: Log | None = None, who: str = "worker") -> Report:
     try:
         appname.label(who, log)
     except Exception:
-        (log or _core.steps._log).exception("forkhooks: naming this process's connections failed; continuing")
+        (log or _core.log).exception("forkhooks: naming this process's connections failed; continuing")
     return report
 
 
@@ -51,7 +51,7 @@ def master_ready(
     Raises SystemExit when a pool setting is invalid: every worker would fail
     every request, so the server must not start.
     """
-    log = log or _core.steps._log
+    log = log or _core.log
     _core.settings.report_bad_values(log)  # once here: the workers, forked later, inherit the record
     report = _core.close(log=log, who="master", timeout=timeout)
     _core.refuse_invalid_pools(report, log)
@@ -85,11 +85,7 @@ def freeze_before_fork(log: Log) -> None:
     log.info("forkhooks: master %d froze %d objects (gc.freeze) before forking", os.getpid(), gc.get_freeze_count())
 
 
-# The signals that stop a worker: a systemd stop or Ctrl-C reaches every process of the group,
-# and a gunicorn master then sends each worker its own SIGQUIT.
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-# SIGTERM asks a gunicorn worker to finish what it does; SIGINT and SIGQUIT to quit now. A stop
-# already asked for makes a later one redundant, except a quick one after a graceful one.
+# A stop already asked for makes a later one redundant, except a quick one after a graceful one.
 _QUICK: set[int] = {signal.SIGINT, signal.SIGQUIT}
 _AT_LEAST_AS_URGENT: dict[int, set[int]] = {
     signal.SIGTERM: {signal.SIGTERM, *_QUICK},
@@ -164,7 +160,7 @@ def guard_stop_signals(
         handle._forkhooks_guard = True  # type: ignore[attr-defined]
         return handle
 
-    for signum in _STOP_SIGNALS:
+    for signum in stopsignals.GUNICORN:
         handler = signal.getsignal(signum)
         if handler is signal.SIG_DFL and signum != signal.SIGQUIT:  # SIGQUIT's default dumps core: left alone
             signal.signal(signum, close_then_die)

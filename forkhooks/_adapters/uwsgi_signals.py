@@ -26,11 +26,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._core import Log
+from . import stopsignals
 
-__all__ = ["STOP_SIGNALS", "mask_stop_handlers", "mask_when_installed"]
+__all__ = ["mask_now", "mask_stop_handlers", "mask_when_installed"]
 
-# The signals uWSGI stops or reloads a process with; its handlers call exit().
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+STOP_SIGNALS = stopsignals.UWSGI
 
 SIG_DFL, SIG_IGN = 0, 1
 

@@ -8,6 +8,7 @@ to call it, operator tools and the demo build on it.
 from __future__ import annotations
 
 from . import djangodb, settings
+from .settings import log
 from .steps import Log, Report, close, discard, refuse_invalid_pools, warm
 from .tracked import PerProcess, track
 
@@ -18,6 +19,7 @@ __all__ = [
     "close",
     "discard",
     "djangodb",
+    "log",
     "refuse_invalid_pools",
     "settings",
     "track",

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
-log = logging.getLogger("forkhooks")
+log = logging.getLogger("forkhooks")  # the default logger of every step; servers pass their own
 
 FALSE = {"0", "false", "no", "off"}
 TRUE = {"1", "true", "yes", "on"}

@@ -9,7 +9,6 @@ down.
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ class Log(Protocol):
     def exception(self, msg: str, *args: Any) -> None: ...
 
 
-_log = logging.getLogger("forkhooks")
+_log = _settings.log
 
 # The pid discard() last ran in: a second call in the same process (a hook and
 # a worker class, or an at-fork callback then a hook) must not throw away the

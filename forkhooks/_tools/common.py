@@ -16,7 +16,11 @@ def first_line(text: str, limit: int = MAX_LINE) -> str:
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     if len(line) <= limit:
         return line
-    cut = line[: limit + 1].rsplit(None, 1)[0] if " " in line[:limit] else line[:limit]
+    head = line[:limit]
+    if line[limit].isspace() or head[-1:].isspace() or not any(c.isspace() for c in head):
+        cut = head  # ends on a whole word, or is one word too long to cut after
+    else:
+        cut = head.rsplit(None, 1)[0]  # drop the word the limit cuts in two
     return cut.rstrip(" ,;:") + "…"
 
 

@@ -2,6 +2,6 @@
 
 ``site`` is the demo's Django project (pooling on); ``run`` drives it under real
 gunicorn without and with forkhooks; ``embedded``, ``loadgen``, ``process`` and
-``procnet`` are the machinery (a PostgreSQL, a load generator, a server process,
-a socket counter), shared with forkhooks' own tests and benchmark.
+``procnet`` are its machinery (a PostgreSQL, a load generator, a server process,
+a socket counter), which forkhooks' tests and benchmark reuse.
 """

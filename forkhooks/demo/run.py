@@ -46,25 +46,41 @@ class Kind:
     app: str
     extra: tuple[str, ...] = ()
     needs: str = ""  # a module the worker class imports
+    # Without forkhooks its requests mostly hang to the per-request timeout (threads or an event loop wait
+    # on the inherited pool): the run stops once the failure is proven instead of waiting out 2000 of them.
+    bounded_control: bool = False
 
 
 KINDS = {
     "sync": Kind("sync", "forkhooks.workers.SyncWorker", WSGI),
-    "gthread": Kind("gthread", "forkhooks.workers.ThreadWorker", WSGI, ("--threads", "4")),
+    "gthread": Kind("gthread", "forkhooks.workers.ThreadWorker", WSGI, ("--threads", "4"), bounded_control=True),
     "asgi": Kind("asgi", "forkhooks.workers.ASGIWorker", ASGI),
-    "uvicorn": Kind("uvicorn_worker.UvicornWorker", "forkhooks.workers.UvicornWorker", ASGI, needs="uvicorn_worker"),
+    "uvicorn": Kind(
+        "uvicorn_worker.UvicornWorker",
+        "forkhooks.workers.UvicornWorker",
+        ASGI,
+        needs="uvicorn_worker",
+        bounded_control=True,
+    ),
 }
 
 # Without forkhooks a request can hang to the pool's timeout (an inherited pool
 # has no threads in the child): a short per-request bound keeps the control run,
 # and so the whole demo, within a minute or two.
 CONTROL_TIMEOUT = 5.0
+# A bounded control run stops at this many failed requests (or the first wrong row): the failure is proven.
+CONTROL_PROOF = 128
 FORKHOOKS_TIMEOUT = 15.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's options."""
-    parser.add_argument("--worker-class", choices=sorted(KINDS), default="sync", help="gunicorn worker class (sync)")
+    parser.add_argument(
+        "--worker-class",
+        choices=sorted(KINDS),
+        default="sync",
+        help="gunicorn worker class (sync; uvicorn needs pip install 'forkhooks[uvicorn]')",
+    )
     parser.add_argument("--workers", type=_positive, default=4, help="gunicorn workers (4)")
     parser.add_argument("--requests", type=_positive, default=2000, help="requests per run (2000)")
     parser.add_argument("--concurrency", type=_positive, default=64, help="requests in flight (64)")
@@ -138,13 +154,25 @@ def _one_run(label: str, worker_class: str, kind: Kind, args: argparse.Namespace
         server.wait_ready(timeout=60, also=lambda: len(children(server.pid)) == args.workers)
         sampler = stack.enter_context(Sampler(dsn, app_name, server.pid))
         progress = Progress(label, args.requests)
-        timeout = FORKHOOKS_TIMEOUT if worker_class.startswith("forkhooks.") else CONTROL_TIMEOUT
+        control = not worker_class.startswith("forkhooks.")
+        timeout = CONTROL_TIMEOUT if control else FORKHOOKS_TIMEOUT
+        stop_when = loadgen.proven(failed=CONTROL_PROOF) if control and kind.bounded_control else None
         try:
             results = loadgen.run(
-                server.target, args.requests, concurrency=args.concurrency, timeout=timeout, progress=progress
+                server.target,
+                args.requests,
+                concurrency=args.concurrency,
+                timeout=timeout,
+                progress=progress,
+                stop_when=stop_when,
             )
         finally:
             progress.finish()
+        if stop_when is not None and results.requests < args.requests:
+            _say(
+                f"{label}: stopped after {results.requests} of {args.requests} requests, the failure proven "
+                f"({results.failed} failed, {results.wrong} wrong); the rest would each wait {timeout:g} s"
+            )
         sampler.stop()
         with contextlib.suppress(TimeoutError):  # stop() has killed what was left; the table still matters
             server.stop(timeout=15)

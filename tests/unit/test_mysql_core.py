@@ -8,9 +8,12 @@ import threading
 from typing import Any
 
 import pymysql
+import pytest
 
 from forkhooks._core import mysql, steps
 from forkhooks._core.sockets import Inerter, graveyard, socket_fd
+
+pytestmark = pytest.mark.unit
 
 
 def deferred_pymysql(sock: socket.socket) -> Any:
@@ -77,3 +80,16 @@ def test_busy_sees_a_pymysql_read_in_another_thread() -> None:
         reader.join(5)
     assert not mysql.busy(conn)
     ours.close()
+
+
+def test_budget_plans_mysql_aliases_on_port_3306() -> None:
+    """A MySQL alias is counted like PostgreSQL's without a pool (one per thread), on MySQL's default port."""
+    from forkhooks._tools.budget import plan
+
+    from .test_budget import databases
+
+    with databases({"default": {"ENGINE": "django.db.backends.mysql", "HOST": "db", "NAME": "app"}}):
+        (only,) = plan(4, threads=8)
+    assert only.server == "db:3306"
+    assert only.need == 32
+    assert only.terms == ["4 workers x 8 (threads, 'default' without pool)"]
