@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
+from forkhooks.demo import loadgen
+
 from . import mariadb
 from .harness import ROOT
+from .jobrunners import comes_true
 from .record import record
 from .servers import Server, gunicorn, load, poll, start
 
@@ -82,3 +86,49 @@ def test_control_gthread_close_of_one_thread_aborts_the_others(mysql_dsn: str, t
     conf = str(ROOT / "tests/project/gunicorn_this_thread_only.py")
     aborted, log = gthread_aborted(mysql_dsn, tmp_path, "pymysql", conf, "this-thread-only")
     assert aborted > 0, log[-3000:]
+
+
+def sleeping_queries(mysql_dsn: str) -> int:
+    """Queries on the server that are in the view's SLEEP(30)."""
+    with mariadb.connect(mysql_dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(30%%'")
+        return int(cur.fetchone()[0])
+
+
+def abort_mid_query(mysql_dsn: str, tmp_path: Path, *args: str) -> tuple[Server, bool]:
+    """A request in SELECT SLEEP(30) on PyMySQL outlives gunicorn's 2 s worker timeout (SIGABRT).
+
+    Returns the server and whether the query was still running on the server 3 s after the abort.
+    """
+    server = serve(mysql_dsn, tmp_path, "pymysql", *args, "-k", "sync", "--timeout", "2")
+    request = threading.Thread(target=lambda: loadgen.get(server.target, "/sleep?seconds=30", timeout=40))
+    try:
+        request.daemon = True  # its answer never comes: the worker is aborted under it
+        request.start()
+        poll(lambda: sleeping_queries(mysql_dsn) == 1, timeout=10, what="the view's SLEEP(30) running")
+        poll(lambda: "WORKER TIMEOUT" in server.log(), timeout=20, what="gunicorn's worker timeout")
+        still = comes_true(lambda: sleeping_queries(mysql_dsn) == 0, timeout=3) is False
+    finally:
+        server.kill()
+        with mariadb.connect(mysql_dsn) as conn, conn.cursor() as cur:  # a control leaves it running: end it
+            cur.execute("SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(30%%'")
+            for (session,) in cur.fetchall():
+                cur.execute(f"KILL {int(session)}")
+    return server, still
+
+
+def test_worker_timeout_kills_the_running_query(mysql_dsn: str, tmp_path: Path) -> None:
+    """PyMySQL reads in Python, so worker_abort runs mid-query: KILL QUERY ends it at once, forkhooks logs no error.
+
+    (gunicorn itself logs the aborted request's SystemExit, with or without forkhooks.)
+    """
+    server, still = abort_mid_query(mysql_dsn, tmp_path, "-c", "python:forkhooks.gunicorn")
+    assert not still, server.log()[-3000:]
+    assert [line for line in server.log().splitlines() if "ERROR] forkhooks" in line] == [], server.log()[-3000:]
+    assert "was in a query: cancelled" in server.log()
+
+
+def test_control_worker_timeout_leaves_the_query_running(mysql_dsn: str, tmp_path: Path) -> None:
+    """Control without forkhooks: the aborted worker's query goes on running on the server."""
+    _, still = abort_mid_query(mysql_dsn, tmp_path)
+    assert still

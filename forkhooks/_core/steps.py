@@ -156,6 +156,11 @@ def _close_wrapper(wrapper: Any, running: bool, log: Log) -> int:
     driver, so its query was cancelled and the thread itself ends the request.
     """
     mine = getattr(wrapper, "_thread_ident", threading.get_ident()) == threading.get_ident()
+    if running and mine and _mysql.is_mysql(wrapper.connection):
+        # A signal handler (gunicorn's worker_abort) on top of this thread's own query: PyMySQL's
+        # close would re-enter the read it interrupted. The query is killed; the process exits.
+        log.info("forkhooks: Django connection %r was in a query: cancelled, left to the exit", wrapper.alias)
+        return 0
     if mine:
         wrapper.close()
         return 1
