@@ -118,7 +118,8 @@ def gunicorn23(session: nox.Session) -> None:
 
 
 # The unit tier (tests/unit): pure functions in-process, no server, so only what they import.
-UNIT_DEPS = ("django>=5.2", "gunicorn>=23", "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100")
+# PyMySQL (pure Python): the MySQL unit tests build its connection objects on socketpairs.
+UNIT_DEPS = ("django>=5.2", "gunicorn>=23", "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "PyMySQL>=1.1")
 
 
 @nox.session(python=_python("3.11"), default=False)
