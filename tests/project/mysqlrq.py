@@ -15,32 +15,12 @@ import rq
 import forkhooks.rq
 
 from . import jobs
+from .mysqljobs import echo, session
+
+__all__ = ["ForkhooksProbe", "PlainProbe", "echo"]
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.project.mysqlsite.settings")
 django.setup()
-
-
-def session() -> int:
-    """This process's MySQL session id, through Django's default connection (CONN_MAX_AGE=None)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT CONNECTION_ID()")
-        return int(cursor.fetchone()[0])
-
-
-def echo(tag: str) -> None:
-    """Send `tag` through MySQL and report what came back, from which session and process."""
-    from django.db import connection
-
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT %s, CONNECTION_ID()", [tag])
-            got, sid = cursor.fetchone()
-        row: dict[str, Any] = {"tag": tag, "got": got, "backend": int(sid), "pid": os.getpid()}
-    except Exception as exc:
-        row = {"tag": tag, "error": f"{type(exc).__name__}: {exc}".strip()[:200], "pid": os.getpid()}
-    jobs.push(jobs.RESULTS, row)
 
 
 class _Probe:
