@@ -76,12 +76,13 @@ def _python(version: str) -> str:
     return str(found[-1]) if found else version
 
 
-def _tests(session: nox.Session, django: str, gunicorn: str, *pytest_args: str) -> None:
-    """Install forkhooks[test] with these Django and gunicorn versions and run pytest."""
+def _tests(session: nox.Session, django: str, gunicorn: str, *pytest_args: str, once: bool = False) -> None:
+    """Install forkhooks[test] (and with `once` the test-once group) with these Django and gunicorn; run pytest."""
     if shutil.which("ss") is None:  # the tests count sockets with ss (iproute2), as scripts/test does
         session.run("apt-get", "update", "-qq", external=True)
         session.run("apt-get", "install", "-y", "-qq", "iproute2", external=True)
-    session.install("-e", ".[test]", f"django=={django}.*", f"gunicorn=={gunicorn}")
+    groups = nox.project.dependency_groups(PYPROJECT, "test-once") if once else ()
+    session.install("-e", ".[test]", f"django=={django}.*", f"gunicorn=={gunicorn}", *groups)
     session.run("python", "-m", "pytest", *pytest_args, *session.posargs)
 
 
@@ -96,7 +97,7 @@ def docs(session: nox.Session) -> None:
 @nox.session(name="py311-django52", python=_python("3.11"))
 def py311_django52(session: nox.Session) -> None:
     """The whole suite, what runs once included: Python 3.11, Django 5.2 LTS, gunicorn 27."""
-    _tests(session, "5.2", GUNICORN_NEWEST)
+    _tests(session, "5.2", GUNICORN_NEWEST, once=True)
 
 
 @nox.session(name="py312-django60", python=_python("3.12"))

@@ -15,7 +15,7 @@ from types import FrameType
 from typing import Any
 
 from .. import _core
-from .._core import Log, Report
+from .._core import Log, Report, djangodb
 from .._tools import appname, budget
 from . import greenlets, stopsignals
 
@@ -166,3 +166,20 @@ def guard_stop_signals(
             signal.signal(signum, close_then_die)
         elif callable(handler) and not getattr(handler, "_forkhooks_guard", False):
             signal.signal(signum, one_at_a_time(handler))
+
+
+def pools_open_on_demand() -> None:
+    """In a process that runs one job (an RQ horse, a job process): its pools start empty (min_size 0), open on demand.
+
+    A pool opened at its min_size while the job's first query waits for a
+    connection grows by one more: 2 connections for a job that uses 1 (4 with
+    ``"pool": True``, psycopg_pool's default min_size), each thrown away when
+    the horse exits. max_size stays.
+    """
+    for alias in djangodb.pooled_aliases():
+        options = djangodb.database_settings()[alias]["OPTIONS"]
+        pool = options["pool"]
+        pool = dict(pool) if isinstance(pool, dict) else {}
+        pool["max_size"] = pool.get("max_size") or pool.get("min_size") or 4
+        pool["min_size"] = 0
+        options["pool"] = pool

@@ -15,11 +15,10 @@ except ImportError:
     raise ImportError("forkhooks.rq needs RQ in this environment (pip install 'forkhooks[rq]')") from None
 
 from .. import _core
-from .._core import djangodb
 from .._tools import appname
 from . import forks
 from .cancel import cancel_queries_of, end_backends_of
-from .lifecycle import child_started
+from .lifecycle import child_started, pools_open_on_demand
 
 __all__ = ["ForkhooksWorkerMixin", "Worker"]
 
@@ -121,23 +120,6 @@ def _close_then_die(signum: int, frame: FrameType | None) -> None:
     finally:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
-
-
-def pools_open_on_demand() -> None:
-    """In a horse: its pools start empty (min_size 0) and open a connection only when the job asks for one.
-
-    A pool opened at its min_size while the job's first query waits for a
-    connection grows by one more: 2 connections for a job that uses 1 (4 with
-    ``"pool": True``, psycopg_pool's default min_size), each thrown away when
-    the horse exits. max_size stays.
-    """
-    for alias in djangodb.pooled_aliases():
-        options = djangodb.database_settings()[alias]["OPTIONS"]
-        pool = options["pool"]
-        pool = dict(pool) if isinstance(pool, dict) else {}
-        pool["max_size"] = pool.get("max_size") or pool.get("min_size") or 4
-        pool["min_size"] = 0
-        options["pool"] = pool
 
 
 class Worker(ForkhooksWorkerMixin, rq.Worker):

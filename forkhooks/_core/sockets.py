@@ -76,3 +76,23 @@ def pool_connections(pool: Any) -> list[Any]:
     if isinstance(used, dict):
         conns.extend(used.values())
     return conns
+
+
+def _never_freed(obj: Any) -> None:
+    """Hold one reference to `obj` that nothing releases, so not even the interpreter's exit frees it.
+
+    At a normal exit (sys.exit in a gunicorn worker) the interpreter clears every module and frees
+    what they held: the graveyard's objects would finalize then, in the child, after all.
+    python-oracledb's ConnectionPool.__del__ closes every pooled connection and Connection.__del__
+    calls close(): a logoff sent on the parent's sockets, which oracledb gives no descriptor to make
+    inert. Measured with the real classes: the pool a child discarded was finalized at its exit.
+    """
+    try:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+    except Exception:  # not CPython: the graveyard lives as long as the module, as before
+        pass
+
+
+_never_freed(graveyard)

@@ -20,6 +20,7 @@ RUNNERS: dict[str, tuple[str, str]] = {
     "rqworker-pool": ("django_rq", "forkhooks._adapters.rq:patch_worker_pool"),
     "run_huey": ("huey.contrib.djhuey", "forkhooks._adapters.huey"),
     "qcluster": ("django_q", "forkhooks._adapters.djangoq"),
+    "scheduler_worker": ("scheduler", "forkhooks._adapters.tasks_scheduler:patch_worker"),
 }
 
 

@@ -47,7 +47,12 @@ SUPPORT_DISTS = (
     "rq",
     "huey",
     "django-q2",
+    "django-tasks-scheduler",
+    "django-celery-beat",
     "wagtail",
+    "mysqlclient",
+    "pymysql",
+    "oracledb",
 )
 _SUPPORT: dict[str, Any] = {"started": time.time(), "postgresql": None}
 

@@ -60,6 +60,13 @@ def _ready(**kwargs: object) -> None:
     jobs.client().set("forkhooks:ready", os.getpid())
 
 
+@signals.beat_init.connect
+def _beat(**kwargs: object) -> None:
+    # In the beat process (forked by `worker -B`, or `celery beat` itself), once its scheduler read the schedule.
+    if os.environ.get("FORKHOOKS_TEST_BEAT") == "1":
+        jobs.beat_session()
+
+
 @signals.worker_shutdown.connect
 def _check(**kwargs: object) -> None:
     if os.environ.get("FORKHOOKS_TEST_PARENT") == "1":

@@ -1,7 +1,9 @@
 """Enqueue jobs the way a project does, from a process of its own (the tests' process does not set Django up).
 
     DJANGO_SETTINGS_MODULE=tests.project.settings_runners_without \
-        python -m tests.project.enqueue huey|q2 echo|slow ARG...     # one job per ARG
+        python -m tests.project.enqueue huey|q2|scheduler echo|slow ARG...     # one job per ARG
+
+(scheduler: django-tasks-scheduler, with DJANGO_SETTINGS_MODULE=tests.project.settings_sched_without)
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import sys
 
 
 def main(argv: list[str]) -> None:
-    """Enqueue one `job` per argument with Huey or django-q2."""
+    """Enqueue one `job` per argument with Huey, django-q2 or django-tasks-scheduler."""
     import django
 
     django.setup()
@@ -21,6 +23,16 @@ def main(argv: list[str]) -> None:
         task = {"echo": tasks.echo, "slow": tasks.slow}[job]
         for arg in args:
             task(float(arg) if job == "slow" else arg)
+    elif runner == "scheduler":
+        from scheduler.helpers.queues import get_queue
+
+        from tests.project import jobs
+
+        queue = get_queue("default")
+        for arg in args:
+            queue.create_and_enqueue_job(
+                {"echo": jobs.echo, "slow": jobs.slow}[job], args=(float(arg) if job == "slow" else arg,), timeout=120
+            )
     else:
         from django_q.tasks import async_task
 

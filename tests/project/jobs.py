@@ -16,6 +16,7 @@ import redis
 RESULTS = "forkhooks:results"  # one JSON line per job
 PARENT = "forkhooks:parent"  # the worker's main process: its session before and after the jobs
 EVENTS = "forkhooks:events"  # slow jobs announce their backend before they sleep
+BEAT = "forkhooks:beat"  # the beat process: its backend once its scheduler started
 
 _client: tuple[int, redis.Redis] | None = None
 
@@ -96,4 +97,17 @@ def parent_checks_session() -> None:
         push(PARENT, {"when": "after", "backend": backend(), "pid": os.getpid()})
     except Exception as exc:
         push(PARENT, {"when": "after", "error": f"{type(exc).__name__}: {exc}"[:200], "pid": os.getpid()})
+    connection.close()
+
+
+def beat_session() -> None:
+    """In a beat process: note its pid, its parent's and its backend, and hand the connection back."""
+    from django.db import connection
+
+    row: dict[str, Any] = {"pid": os.getpid(), "ppid": os.getppid()}
+    try:
+        row["backend"] = backend()
+    except Exception as exc:
+        row["error"] = f"{type(exc).__name__}: {exc}"[:200]
+    push(BEAT, row)
     connection.close()
