@@ -18,13 +18,14 @@ from .servers import Server, gunicorn, load, poll, start
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 REQUESTS = 300
+SETTINGS = "tests.project.mysqlsite.settings"  # explicit: never whatever the test process's environment holds
 WSGI = "tests.project.mysqlsite.wsgi:application"
 DRIVERS = ["mysqlclient", "pymysql"]
 
 
 def serve(mysql_dsn: str, tmp_path: Path, driver: str, *args: str) -> Server:
     """gunicorn --preload -w 4 on the MySQL site, with `driver`."""
-    env = {"FORKHOOKS_MYSQL_DSN": mysql_dsn, "FORKHOOKS_MYSQL_DRIVER": driver}
+    env = {"FORKHOOKS_MYSQL_DSN": mysql_dsn, "FORKHOOKS_MYSQL_DRIVER": driver, "DJANGO_SETTINGS_MODULE": SETTINGS}
     return start(gunicorn(*args, WSGI), mysql_dsn, tmp_path, env=env)
 
 

@@ -14,6 +14,7 @@ from .uwsgiservers import UWSGI
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 REQUESTS = 300
+SETTINGS = "tests.project.mysqlsite.settings"  # explicit: never whatever the test process's environment holds
 
 
 def serve(mysql_dsn: str, tmp_path: Path, *, forkhooks: bool) -> Server:
@@ -25,7 +26,7 @@ def serve(mysql_dsn: str, tmp_path: Path, *, forkhooks: bool) -> Server:
     ini = tmp_path / "uwsgi.ini"
     ini.write_text("\n".join(lines) + "\n")
     argv = [*UWSGI, "--ini", str(ini), "--worker-reload-mercy", "10"]
-    return start(argv, mysql_dsn, tmp_path, env={"FORKHOOKS_MYSQL_DSN": mysql_dsn})
+    return start(argv, mysql_dsn, tmp_path, env={"FORKHOOKS_MYSQL_DSN": mysql_dsn, "DJANGO_SETTINGS_MODULE": SETTINGS})
 
 
 def test_uwsgi_workers_get_their_own_rows(mysql_dsn: str, tmp_path: Path) -> None:
