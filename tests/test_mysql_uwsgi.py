@@ -31,6 +31,7 @@ def serve(mysql_dsn: str, tmp_path: Path, *, forkhooks: bool) -> Server:
 
 def test_uwsgi_workers_get_their_own_rows(mysql_dsn: str, tmp_path: Path) -> None:
     """With forkhooks.uwsgi: 0 failed, 0 wrong, no traceback, no session left or aborted at the stop."""
+    poll(lambda: mariadb.sessions(mysql_dsn) == [], timeout=10, what="no session left by an earlier test")
     aborted = mariadb.aborted_clients(mysql_dsn)
     server = serve(mysql_dsn, tmp_path, forkhooks=True)
     run = load(server, REQUESTS)
