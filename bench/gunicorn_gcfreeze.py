@@ -1,7 +1,7 @@
 # Bench-only gunicorn conf: forkhooks' hooks, then gc.freeze() in the master
 # just before the first fork, so the workers' collector never walks (and so
 # never writes to) the objects the master loaded with --preload.
-#   gunicorn -c bench/gunicorn_gcfreeze.py --preload -w 4 forkhooks.demo.site.wsgi:application
+#   gunicorn -c bench/gunicorn_gcfreeze.py --preload -w 4 tests.testsite.wsgi:application
 import gc
 
 import forkhooks.gunicorn as fh

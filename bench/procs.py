@@ -15,7 +15,7 @@ from forkhooks.demo.process import ServerProcess, children
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 PYTHON = sys.executable
-WSGI = "forkhooks.demo.site.wsgi:application"
+WSGI = "tests.testsite.wsgi:application"
 
 
 def free_port() -> int:
@@ -28,7 +28,7 @@ def free_port() -> int:
 def child_env(dsn: str, extra: dict[str, str]) -> dict[str, str]:
     """The environment of a process running the example project."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "FORKHOOKS_"))}
-    env.update(FORKHOOKS_DSN=dsn, PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="forkhooks.demo.site.settings")
+    env.update(FORKHOOKS_DSN=dsn, PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="tests.testsite.settings")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(EXAMPLES), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env.update(extra)
     return env

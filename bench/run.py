@@ -293,7 +293,7 @@ def commands(s: Settings) -> list[str]:
     lines += [
         "# fork to first response: the forkhooks command with -w 1 and FORKHOOKS_WARM=1, then =0; the lazy one",
         "# with -w 1; kill -KILL <worker pid>, then GET /echo",
-        "# post_fork cost, from examples/ with DJANGO_SETTINGS_MODULE=forkhooks.demo.site.settings:",
+        "# post_fork cost, from examples/ with DJANGO_SETTINGS_MODULE=tests.testsite.settings:",
         f"python ../bench/forkcost.py {s.forks}",
         "```",
     ]
@@ -324,7 +324,7 @@ def report(
         f"```sh\n{shlex.join(['python', 'bench/run.py', *argv])}\n```",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed / 60:.1f} min, load average {load_avg}. "
-        "The example app (`forkhooks/demo/site`), "
+        "The demo's project (`forkhooks/demo/site`, served as `tests/testsite`), "
         f"`GET /echo?tag=bench`: one `SELECT %s::text, pg_backend_pid()` per request through Django. "
         f"gunicorn `sync` workers, {s.workers} of them; {s.connections} concurrent connections.",
         "",

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs
 
 from django.db import connection
 
-from forkhooks.demo.site.dirty import QueryApp
-from forkhooks.demo.site.wsgi import application as site
+from tests.testsite.dirty import QueryApp
+from tests.testsite.wsgi import application as site
 
 APP = "tests.reap_dirty:SleepApp"
 

@@ -39,9 +39,9 @@ __all__ = [
     "wait_workers",
 ]
 
-# The example project's apps (forkhooks/demo/site), as gunicorn and uWSGI name them.
-WSGI = "forkhooks.demo.site.wsgi:application"
-ASGI = "forkhooks.demo.site.asgi:application"
+# The tests' site (tests/testsite: the demo's project and the tests' views), as gunicorn and uWSGI name it.
+WSGI = "tests.testsite.wsgi:application"
+ASGI = "tests.testsite.asgi:application"
 WORKERS = 4  # gunicorn(): -w 4
 
 

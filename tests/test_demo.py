@@ -89,8 +89,12 @@ def test_the_wheel_ships_the_demo_and_no_tests(wheel: Path) -> None:
     names = archive.namelist()
     assert "forkhooks/demo/site/settings.py" in names and "forkhooks/py.typed" in names
     assert not [n for n in names if n.startswith(("tests/", "examples/", "bench/"))], names
-    # The tests' own PostgreSQL machinery (TLS, restarts) lives in tests/pgserver.py, not in the wheel.
+    # The tests' own PostgreSQL machinery (TLS, restarts) lives in tests/pgserver.py, not in the wheel,
+    # and their views and switches in tests/testsite: the demo's project serves /health and /echo only.
     assert b"restart" not in archive.read("forkhooks/demo/embedded.py")
+    assert "forkhooks/demo/site/dirty.py" not in names
+    shipped = b"".join(archive.read(n) for n in names if n.startswith("forkhooks/demo/site/"))
+    assert b"pg_sleep" not in shipped and b"os.fork" not in shipped and b"FORKHOOKS_EXAMPLE_" not in shipped
     metadata = archive.read(next(n for n in names if n.endswith("/METADATA"))).decode()
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist")]
     assert requires and all("extra ==" in line for line in requires), "`pip install forkhooks` must pull nothing"

@@ -140,7 +140,7 @@ def test_q2_cluster(case: str, settings: str, dsn: str, db: psycopg.Connection, 
     assert len(per_child) >= 2 and all(n <= 4 for n in per_child.values()), per_child  # pools kept across jobs
     owners = {(r["backend"], r["pid"]) for r in rows}
     assert len({b for b, _ in owners}) == len(owners), owners  # no backend serves two workers
-    assert any(":q2-worker:" in n for n in worker_names), worker_names
+    assert any(":django-q2-worker:" in n for n in worker_names), worker_names
     # The qcluster process before the Sentinel, the Sentinel before each of its 6 children.
     assert worker.log().count("forkhooks: django-q2 supervisor") >= 7, worker.log()[-3000:]
 

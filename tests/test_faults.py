@@ -25,7 +25,7 @@ from typing import Self
 import psycopg
 import pytest
 
-from forkhooks._tools.appname import SUPERVISOR, parse
+from forkhooks._tools.appname import Role, parse
 from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
 
@@ -33,7 +33,7 @@ from .harness import app_backends, sleeping_backends
 from .record import record
 from .servers import WORKERS, WSGI, Server, booted_workers, children, poll, serve, wait_workers
 
-MIN_SIZE = 2  # forkhooks/demo/site/settings.py
+MIN_SIZE = 2  # tests/testsite/settings.py
 MAX_SIZE = 4
 STEADY_MAX = WORKERS * MAX_SIZE  # 16: what 4 live workers may hold at most
 WARM = WORKERS * MIN_SIZE  # 8: what 4 warm workers hold at least
@@ -76,7 +76,7 @@ class Sample:
         The master's short connection that ends a dead worker's backends (role "supervisor") is not
         one it holds: it is closed within the moment.
         """
-        supervising = sum(n for name, n in self.names.items() if (parse(name) or (0, ""))[1] == SUPERVISOR)
+        supervising = sum(n for name, n in self.names.items() if (parse(name) or (0, ""))[1] == Role.SUPERVISOR.token)
         return self.total - sum(self.owners().values()) - self.names[STARTING] - supervising
 
 

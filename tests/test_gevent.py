@@ -24,7 +24,7 @@ pytest.importorskip("gevent", reason="the gevent worker needs gevent: pip instal
 pytest.importorskip("packaging", reason="gunicorn's gevent worker imports packaging")
 
 REQUESTS = 500
-WSGI = "forkhooks.demo.site.wsgi:application"
+WSGI = "tests.testsite.wsgi:application"
 PSYCOPG2 = {"DJANGO_SETTINGS_MODULE": "tests.project.site_psycopg2"}
 
 # (id, gunicorn arguments, environment): psycopg 3 with Django's pool, psycopg2 with psycogreen.

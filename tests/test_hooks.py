@@ -136,7 +136,7 @@ def test_dirty_workers_get_their_own_connections(
 ) -> None:
     """gunicorn dirty workers (forked by the dirty arbiter, itself forked before when_ready) answer right."""
     pytest.importorskip("gunicorn.dirty", reason="dirty workers need gunicorn >= 25")
-    args = ["--dirty-app", "forkhooks.demo.site.dirty:QueryApp", "--dirty-workers", "2"]
+    args = ["--dirty-app", "tests.testsite.dirty:QueryApp", "--dirty-workers", "2"]
     if enabled:
         args = ["-c", "gunicorn_conf/star.py", *args]
     server = serve(dsn, tmp_path, args, WSGI)

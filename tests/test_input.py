@@ -23,7 +23,7 @@ from .harness import PYTHON, ROOT, child_env, django_check, forkhooks_cli, forkh
 from .servers import WSGI, poll, serve
 
 CHECKS = "tests.project.settings_checks"
-SITE = "forkhooks.demo.site.settings"
+SITE = "tests.testsite.settings"
 SCRIPT = str(Path(PYTHON).parent / "forkhooks")  # the console script, which puts no directory on sys.path
 UNREACHABLE_TCP = "host=127.0.0.1 port=1 dbname=x connect_timeout=3"  # nothing listens on port 1: refused
 UNREACHABLE_SOCKET = "host=/nonexistent-forkhooks dbname=x"  # no such socket directory

@@ -39,7 +39,7 @@ from .servers import Server, booted_workers, gunicorn, poll, start
 from .uwsgiservers import WORKERS, clean, closed, ini, opened
 from .uwsgiservers import serve as serve_uwsgi
 
-WSGI = "forkhooks.demo.site.wsgi:application"
+WSGI = "tests.testsite.wsgi:application"
 WARM_TIMEOUT = 1  # seconds: the server stays down for longer than this
 # The example app queries at import by default: with the server down the master could not load it.
 ENV = {"FORKHOOKS_WARM_TIMEOUT": str(WARM_TIMEOUT), "FORKHOOKS_EXAMPLE_STARTUP_QUERY": "0"}

@@ -22,8 +22,8 @@ import psycopg
 import psycopg2
 import pytest
 
-from forkhooks._adapters.cancel import _through_pooler
 from forkhooks._tools.appname import compose, parse
+from forkhooks._tools.clients import through_pooler
 from forkhooks.demo import loadgen
 from forkhooks.demo.procnet import server_sockets
 
@@ -37,7 +37,7 @@ from .servers import Server, gunicorn, poll, start
 # A runner or a proxy behaves the same on every Python and Django here: run once in the matrix (py311).
 pytestmark = pytest.mark.slow
 
-WSGI = "forkhooks.demo.site.wsgi:application"
+WSGI = "tests.testsite.wsgi:application"
 MODES = ["session", "transaction"]
 REQUESTS = 300
 SLEEP = 5  # the stranger's query, seconds
@@ -61,7 +61,7 @@ def test_a_pooler_is_detected(dsn: str, pgbouncers: Bouncers, via: str, driver: 
     conn: Any = psycopg.connect(url, autocommit=True) if driver == "psycopg" else psycopg2.connect(url)
     try:
         conn.autocommit = True
-        assert _through_pooler(conn, conn.cursor()) is (via != "direct")
+        assert through_pooler(conn, conn.cursor()) is (via != "direct")
     finally:
         conn.close()
 
@@ -74,9 +74,10 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s
 import django
 django.setup()
 from forkhooks._adapters import cancel
+from forkhooks._tools import clients
 
 if os.environ.get("CASE_NO_DETECTION") == "1":  # a control: detection undone
-    cancel._through_pooler = lambda conn, cur: False
+    clients.through_pooler = lambda conn, cur: False
 if os.environ.get("CASE_NO_PROOF") == "1":  # a control: the kernel's word on who holds a backend ignored
     cancel._proven = lambda conn, rows, pid, log: [int(r[0]) for r in rows]
 pid = int(sys.argv[1])

@@ -32,8 +32,8 @@ from .jobrunners import comes_true, still_running
 from .record import record
 from .servers import WORKERS, Server, children, gunicorn, poll, ready_workers, start, wait_workers
 
-WSGI = "forkhooks.demo.site.wsgi:application"
-ASGI = "forkhooks.demo.site.asgi:application"
+WSGI = "tests.testsite.wsgi:application"
+ASGI = "tests.testsite.asgi:application"
 HOOKS = ["-c", "python:forkhooks.gunicorn"]
 NO_REAPING = ["-c", "python:tests.reap_off"]  # forkhooks' hooks but child_exit and on_exit: the control
 SLEEP = 30  # the slow request's pg_sleep: far longer than any bound below
@@ -139,7 +139,7 @@ KILLED = [
 # gunicorn's default, no --preload: the master never imports the app; DJANGO_SETTINGS_MODULE in its
 # environment is enough for it to find the database (it loads the settings, not the app).
 NO_PRELOAD = [PYTHON, "-m", "gunicorn", "-w", str(WORKERS), "-b", "unix:{sock}", *HOOKS, "-k", "sync", WSGI]
-SETTINGS = {"DJANGO_SETTINGS_MODULE": "forkhooks.demo.site.settings"}
+SETTINGS = {"DJANGO_SETTINGS_MODULE": "tests.testsite.settings"}
 
 
 @pytest.mark.e2e
@@ -401,7 +401,7 @@ def end_backends_of(dsn: str, pid: int) -> int:
     done = subprocess.run(
         [PYTHON, "-c", END_BACKENDS_OF, str(pid)],
         cwd=ROOT,
-        env=child_env(dsn, DJANGO_SETTINGS_MODULE="forkhooks.demo.site.settings"),
+        env=child_env(dsn, DJANGO_SETTINGS_MODULE="tests.testsite.settings"),
         capture_output=True,
         text=True,
         timeout=60,

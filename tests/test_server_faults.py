@@ -28,7 +28,7 @@ from .pgserver import PostgresServer, Restart, TLSUnavailable
 from .record import record
 from .servers import Server, gunicorn, poll, run_json, start
 
-WSGI = "forkhooks.demo.site.wsgi:application"
+WSGI = "tests.testsite.wsgi:application"
 STAR = ["-c", "gunicorn_conf/star.py", "-k", "sync"]
 
 # PostgreSQL restart under load (1).
@@ -251,7 +251,7 @@ def test_restart_under_load_fails_only_during_the_outage_and_recovers(own_pg: Po
 
 
 HEALTH = [
-    ("health-checks", "forkhooks.demo.site.settings"),
+    ("health-checks", "tests.testsite.settings"),
     ("no-health-checks", "tests.project.settings_no_health_checks"),
 ]
 

@@ -153,11 +153,11 @@ def test_every_worker_closes_on_stop(
     clean(log)
 
 
-MODULE = "module = forkhooks.demo.site.wsgi:application"
-WSGI_FILE = EXAMPLES.parent / "forkhooks" / "demo" / "site" / "wsgi.py"
+MODULE = "module = tests.testsite.wsgi:application"
+WSGI_FILE = EXAMPLES.parent / "tests" / "testsite" / "wsgi.py"
 INSTALL_TOO = "import forkhooks\n\nforkhooks.install()\n"
 # An app factory uWSGI calls after importing its module (`module:make()`): the app loads, and queries, then.
-FACTORY = "def make():\n    from forkhooks.demo.site.wsgi import application\n\n    return application\n"
+FACTORY = "def make():\n    from tests.testsite.wsgi import application\n\n    return application\n"
 
 # (id, example, lines dropped, extra ini lines, extra arguments, requests)
 MODES = [
@@ -167,7 +167,7 @@ MODES = [
     ("lazy-apps", "uwsgi-lazy-apps.ini", (), "", (), REQUESTS),
     ("max-requests", "uwsgi.ini", (), "max-requests = 20\nmin-worker-lifetime = 0", (), REQUESTS),
     ("wsgi-file", "uwsgi.ini", (MODULE,), f"wsgi-file = {WSGI_FILE}", (), REQUESTS),
-    ("mount", "uwsgi.ini", (MODULE,), "mount = /=forkhooks.demo.site.wsgi:application", (), REQUESTS),
+    ("mount", "uwsgi.ini", (MODULE,), "mount = /=tests.testsite.wsgi:application", (), REQUESTS),
     ("factory", "uwsgi.ini", (MODULE,), "pythonpath = {tmp}\nmodule = factory_app:make()", (), REQUESTS),
     ("py-call-uwsgi-fork-hooks", "uwsgi.ini", (), "py-call-uwsgi-fork-hooks = true", (), REQUESTS),
     # forkhooks.install()'s at-fork callback runs too: the second discard must be a no-op.

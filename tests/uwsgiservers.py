@@ -19,8 +19,9 @@ UWSGI = [PYTHON, "-c", "import sys, pyuwsgi; sys.argv[0] = 'uwsgi'; sys.exit(pyu
 def ini(
     tmp_path: Path, name: str = "uwsgi.ini", *, drop: tuple[str, ...] = (), first: str = "", last: str = ""
 ) -> Path:
-    """A copy of examples/`name` on the test's Unix socket, without the `drop` lines, plus extra lines."""
-    lines = [line for line in (EXAMPLES / name).read_text().splitlines() if line.strip() not in drop]
+    """A copy of examples/`name` on the test's Unix socket and site, without the `drop` lines, plus extra lines."""
+    example = (EXAMPLES / name).read_text().replace("forkhooks.demo.site.", "tests.testsite.")  # + the tests' views
+    lines = [line for line in example.splitlines() if line.strip() not in drop]
     text = "\n".join(lines).replace("http-socket = 127.0.0.1:8000", f"http-socket = {tmp_path / 'app.sock'}")
     # Lines go right after [uwsgi] (before forkhooks' import) or at the end.
     text = text.replace("[uwsgi]\n", f"[uwsgi]\n{first}\n", 1)

@@ -23,15 +23,14 @@ PGAPPNAME) is left alone too (forkhooks._tools.clients).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from .._core import Log, djangodb
-from .._tools import appname
+from .._core import log as _log
+from .._tools import appname, clients
 
 __all__ = ["cancel_queries_of", "end_backends_of"]
 
-_log = logging.getLogger("forkhooks")
 
 # libpq's connect_timeout: the supervisor's own loop waits for this, so a server that does not
 # answer must not hang it (libpq counts whole seconds, and treats 1 as 2).
@@ -83,12 +82,12 @@ def _act(function: str, tail: str, pid: int, log: Log) -> int:
         servers.add(server)
         params = wrapper.get_connection_params()
         params["connect_timeout"] = CONNECT_TIMEOUT
-        params["application_name"] = appname.for_this_process(appname.SUPERVISOR, params.get("application_name"))
+        params["application_name"] = appname.for_this_process(appname.Role.SUPERVISOR, params.get("application_name"))
         conn = wrapper.Database.connect(**params)
         try:
             conn.autocommit = True
             cur = conn.cursor()
-            if _through_pooler(conn, cur):
+            if clients.through_pooler(conn, cur):
                 if server not in _pooled_said:
                     _pooled_said.add(server)
                     log.warning(
@@ -112,18 +111,6 @@ def _act(function: str, tail: str, pid: int, log: Log) -> int:
     return done
 
 
-def _through_pooler(conn: Any, cur: Any) -> bool:
-    """True when `conn` does not reach a PostgreSQL backend directly.
-
-    The server tells each client its backend's pid at start-up (BackendKeyData);
-    a pooler answers that itself, with a pid of its own making, and then passes
-    queries to whichever server backend is free.
-    """
-    told = int(conn.info.backend_pid)  # psycopg 3 and psycopg2 >= 2.8 alike
-    cur.execute("SELECT pg_backend_pid()")
-    return told != int(cur.fetchone()[0])
-
-
 def _proven(conn: Any, rows: list[Any], pid: int, log: Log) -> list[int]:
     """The backends among `rows` (pid, client address, client port) not shown to be another process's.
 
@@ -134,13 +121,11 @@ def _proven(conn: Any, rows: list[Any], pid: int, log: Log) -> list[int]:
     `pid`'s (or, for a gone `pid`, a closed one) is acted on; where it cannot tell (a
     Unix socket of another user's server), the name on a direct connection decides.
     """
-    from .._tools.clients import Clients, comm
-
-    clients = Clients(conn)
+    holders = clients.Clients(conn)
     gone = not appname.alive(pid)
     mine = []
     for backend, addr, port in rows:
-        held = clients.holder(int(backend), addr, None if port is None else int(port))
+        held = holders.holder(int(backend), addr, None if port is None else int(port))
         if held.pids and pid not in held.pids:
             via = held.pids[0]
             log.info(
@@ -149,7 +134,7 @@ def _proven(conn: Any, rows: list[Any], pid: int, log: Log) -> list[int]:
                 backend,
                 pid,
                 via,
-                comm(via),
+                clients.comm(via),
             )
             continue
         if held.closed and not gone:

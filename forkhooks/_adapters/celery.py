@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._tools.appname import Role
+
 try:
     from celery import signals
 except ImportError:
@@ -67,7 +69,7 @@ def _before_fork() -> None:
     # alike: the child then inherits no connection, and the main process no
     # pool thread across fork.
     if _parent is not None and os.getpid() == _parent:
-        _core.close(log=log, who="celery main")
+        _core.close(log=log, who=Role.CELERY_MAIN)
 
 
 def _after_fork_in_child() -> None:
@@ -86,13 +88,13 @@ def _on_worker_process_init(**kwargs: Any) -> None:
         appname.label(ROLE)
     except Exception:
         log.exception("forkhooks: naming this process's connections failed; continuing")
-    _core.warm(log=log, who="celery worker")
+    _core.warm(log=log, who=Role.CELERY_WORKER)
 
 
 def _on_worker_process_shutdown(**kwargs: Any) -> None:
     """A prefork pool process is ending (billiard then calls os._exit, so atexit never runs): close, cancelling."""
     if _pool_child:
-        _core.close(log=log, who="celery worker")
+        _core.close(log=log, who=Role.CELERY_WORKER)
 
 
 def patch_django_fixup() -> bool:
@@ -133,11 +135,11 @@ def patch_django_fixup() -> bool:
             self.__dict__.pop("_is_prefork", None)
 
     _close_database._forkhooks = True  # type: ignore[attr-defined]
-    DjangoWorkerFixup._close_database = _close_database  # type: ignore[method-assign]
+    DjangoWorkerFixup._close_database = _close_database
     return True
 
 
-ROLE = "celery-worker"  # pool processes name their connections <prefix>:celery-worker:<pid>
+ROLE = Role.CELERY_WORKER  # pool processes name their connections <prefix>:celery-worker:<pid>
 
 
 def cancel_queries_of(pid: int) -> int:

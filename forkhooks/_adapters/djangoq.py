@@ -10,7 +10,7 @@ each one that dies, times out or is recycled. Then:
   inherit it): no child inherits a backend, and the qcluster process, which
   queries nothing after its start, holds none while it supervises;
 - each worker (the at-fork discard ran first) names its connections
-  ``<prefix>:q2-worker:<pid>@<host>`` and warms its pools at django-q2's
+  ``<prefix>:django-q2-worker:<pid>@<host>`` and warms its pools at django-q2's
   ``post_spawn``; django-q2 hands the connection back to the pool around each
   task (close_old_connections) and the pools live as long as the worker; a
   worker that returns (recycled, stopped, timed out) closes them, and one sent
@@ -34,6 +34,7 @@ from typing import Any
 
 from .. import _core
 from .._tools import appname
+from .._tools.appname import Role
 from . import cancel as _cancel
 from . import forks
 from .patching import wrap_method
@@ -43,7 +44,7 @@ __all__ = ["ROLE"]
 # A child of django-q2's logger: its lines go wherever the cluster's go.
 log = logging.getLogger("django-q.forkhooks")
 
-ROLE = "q2-worker"  # a worker names its connections <prefix>:q2-worker:<pid>@<host>
+ROLE = Role.Q2_WORKER  # a worker names its connections <prefix>:django-q2-worker:<pid>@<host>
 
 # The qcluster process and its Sentinel, once each starts: only their forks close first.
 _supervisors: set[int] = set()
@@ -54,7 +55,7 @@ _connected = False
 
 def _before_fork() -> None:
     if os.getpid() in _supervisors:
-        _core.close(log=log, who="django-q2 supervisor")
+        _core.close(log=log, who=Role.Q2_SUPERVISOR)
 
 
 def _after_fork_in_child() -> None:
@@ -152,13 +153,13 @@ def _on_post_spawn(sender: Any = None, **kwargs: Any) -> None:
             signal.signal(signal.SIGTERM, _close_then_die)
     except Exception:
         log.exception("forkhooks: arranging to close on SIGTERM failed; continuing")
-    _core.warm(log=log, who="django-q2 worker")
+    _core.warm(log=log, who=Role.Q2_WORKER)
 
 
 def _close_then_die(signum: int, frame: FrameType | None) -> None:
     # SIGTERM stays fatal, as django-q2 makes it; first the running query is cancelled.
     try:
-        _core.close(log=log, who="django-q2 worker")
+        _core.close(log=log, who=Role.Q2_WORKER)
     finally:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
@@ -166,7 +167,7 @@ def _close_then_die(signum: int, frame: FrameType | None) -> None:
 
 def _close_at_exit() -> None:
     # A worker that timed out returns with its connection mid-query under psycopg2: close cancels it.
-    _core.close(log=log, who="django-q2 worker")
+    _core.close(log=log, who=Role.Q2_WORKER)
 
 
 def _connect() -> None:

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from .._core import djangodb
+from .._tools.appname import Role
 from .lifecycle import child_started
 
 # Wrappers alive in the parent just before fork(). Other threads' wrappers are
@@ -25,7 +26,7 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    child_started(who="forked child")
+    child_started(who=Role.FORKED_CHILD)
     _held_across_fork.clear()
 
 

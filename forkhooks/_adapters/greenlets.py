@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import _core
 from .._core import Log
+from .._tools.appname import Role
 
 # Names that modules bind at import time to what gevent patches later: a
 # reference to the original stays blocking after patch_all(). Replaced only
@@ -45,7 +46,7 @@ def patched() -> bool:
         return False
 
 
-def after_patch(*, log: Log | None = None, who: str = "worker") -> list[str]:
+def after_patch(*, log: Log | None = None, who: str = Role.WORKER) -> list[str]:
     """Once gevent patched this process: Django connections per greenlet, drivers that yield; what was done."""
     global _done_in
     log = log or _core.log

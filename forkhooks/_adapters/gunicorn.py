@@ -21,6 +21,7 @@ from .. import _core
 from .._core import Log, Report
 from .._core import djangodb as _django
 from .._tools import appname
+from .._tools.appname import Role
 from . import cancel
 from .forks import install
 from .lifecycle import child_started, close_for_exit, guard_stop_signals, master_ready, worker_ready
@@ -75,39 +76,39 @@ def when_ready(server: Any, *, timeout: float | None = None) -> None:
 
 def pre_fork(server: Any, worker: Any, *, timeout: float | None = None) -> None:
     """Master is about to fork: close anything it opened since (reload, user hooks)."""
-    _core.close(log=_log(server), who="master", timeout=timeout)
+    _core.close(log=_log(server), who=Role.MASTER, timeout=timeout)
     prepare_exit_mark(worker)
 
 
 def post_fork(server: Any, worker: Any) -> None:
     """In the new worker: discard every inherited connection and pool, sending nothing."""
-    child_started(log=_log(server), who="worker")
+    child_started(log=_log(server), who=Role.WORKER)
 
 
 def post_worker_init(worker: Any, *, timeout: float | None = None) -> None:
     """Worker loaded the app: per-greenlet connections if gevent patched it, then open its pools to min_size."""
-    worker_ready(log=_log(worker), who="worker", timeout=timeout)
-    guard_stop_signals(log=_log(worker), who="worker", closed=lambda report: mark_closed(worker, report))
+    worker_ready(log=_log(worker), who=Role.WORKER, timeout=timeout)
+    guard_stop_signals(log=_log(worker), who=Role.WORKER, closed=lambda report: mark_closed(worker, report))
 
 
 def worker_exit(server: Any, worker: Any, *, timeout: float | None = None) -> None:
     """Worker is exiting: close its connections and pools so backends free at once."""
-    mark_closed(worker, close_for_exit(log=_log(server), who="worker", timeout=timeout))
+    mark_closed(worker, close_for_exit(log=_log(server), who=Role.WORKER, timeout=timeout))
 
 
 def worker_abort(worker: Any, *, timeout: float | None = None) -> None:
     """Worker timed out (SIGABRT): close its pools before it dies."""
-    close_for_exit(log=_log(worker), who="worker", timeout=timeout)
+    close_for_exit(log=_log(worker), who=Role.WORKER, timeout=timeout)
 
 
 def worker_int(worker: Any, *, timeout: float | None = None) -> None:
     """Worker got SIGINT/SIGQUIT: close its pools before it exits."""
-    close_for_exit(log=_log(worker), who="worker", timeout=timeout)
+    close_for_exit(log=_log(worker), who=Role.WORKER, timeout=timeout)
 
 
 def on_dirty_starting(arbiter: Any) -> None:
     """Dirty arbiter (forked from the master before when_ready): discard what it inherited."""
-    child_started(log=_log(arbiter), who="dirty arbiter")
+    child_started(log=_log(arbiter), who=Role.DIRTY_ARBITER)
     # gunicorn calls dirty_post_fork in the arbiter, not the child; an at-fork
     # callback discards in each dirty worker at the exact moment it is forked.
     install()
@@ -115,19 +116,19 @@ def on_dirty_starting(arbiter: Any) -> None:
 
 def dirty_post_fork(arbiter: Any, worker: Any, *, timeout: float | None = None) -> None:
     """In the dirty arbiter after a fork: close anything it opened, so the next child inherits none."""
-    _core.close(log=_log(arbiter), who="dirty arbiter", timeout=timeout)
+    _core.close(log=_log(arbiter), who=Role.DIRTY_ARBITER, timeout=timeout)
 
 
 def dirty_worker_init(worker: Any, *, timeout: float | None = None) -> None:
     """Dirty worker loaded its apps: discard inherited connections (if not done at fork), warm pools."""
-    child_started(log=_log(worker), who="dirty worker")
-    _core.warm(log=_log(worker), who="dirty worker", timeout=timeout)
+    child_started(log=_log(worker), who=Role.DIRTY_WORKER)
+    _core.warm(log=_log(worker), who=Role.DIRTY_WORKER, timeout=timeout)
 
 
 def dirty_worker_exit(arbiter: Any, worker: Any, *, timeout: float | None = None) -> None:
     """In the dirty arbiter once a dirty worker is gone: close the arbiter's own, end the dead worker's backends."""
-    _core.close(log=_log(arbiter), who="dirty arbiter", timeout=timeout)
-    end_backends_of_dead([worker], log=_log(arbiter), who="dirty arbiter", whose="dirty worker")
+    _core.close(log=_log(arbiter), who=Role.DIRTY_ARBITER, timeout=timeout)
+    end_backends_of_dead([worker], log=_log(arbiter), who=Role.DIRTY_ARBITER, whose=Role.DIRTY_WORKER)
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -244,7 +245,7 @@ def _closed_cleanly(worker: Any) -> bool:
     if not mark:
         return False
     try:
-        return mark[0] == 1
+        return bool(mark[0] == 1)
     except Exception:
         return False
     finally:
@@ -261,7 +262,7 @@ def _pid(worker: Any) -> int | None:
 
 
 def end_backends_of_dead(
-    workers: Iterable[Any], *, log: Log | None = None, who: str = "master", whose: str = "worker"
+    workers: Iterable[Any], *, log: Log | None = None, who: str = Role.MASTER, whose: str = Role.WORKER
 ) -> int:
     """Terminate the backends of reaped workers that did not close them; never raises; how many."""
     log = log or _core.log

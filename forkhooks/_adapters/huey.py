@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import _core
 from .._tools import appname
+from .._tools.appname import Role
 from . import cancel as _cancel
 from . import forks
 from .patching import wrap_method
@@ -40,7 +41,7 @@ __all__ = ["ROLE"]
 # A child of Huey's logger: its lines go wherever the consumer's go (run_huey sets that one up).
 log = logging.getLogger("huey.forkhooks")
 
-ROLE = "huey-worker"  # a worker process names its connections <prefix>:huey-worker:<pid>@<host>
+ROLE = Role.HUEY_WORKER  # a worker process names its connections <prefix>:huey-worker:<pid>@<host>
 
 # The consumer's pid once it starts process workers: only its forks close first.
 _consumer: int | None = None
@@ -51,7 +52,7 @@ _connected = False
 
 def _before_fork() -> None:
     if _consumer is not None and os.getpid() == _consumer:
-        _core.close(log=log, who="huey consumer")
+        _core.close(log=log, who=Role.HUEY_CONSUMER)
 
 
 def _after_fork_in_child() -> None:
@@ -69,7 +70,7 @@ def _start(original: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 forks.install()  # Django is set up: watch() sees every wrapper from here on
                 _consumer = os.getpid()
-                appname.label("huey-consumer")
+                appname.label(Role.HUEY_CONSUMER)
             except Exception:
                 log.exception("forkhooks: setting up the Huey consumer failed; continuing without it")
         return original(self)
@@ -86,7 +87,7 @@ def _initialize(original: Callable[..., Any]) -> Callable[..., Any]:
                 log.exception("forkhooks: naming this worker's connections failed; continuing")
         result = original(self)  # the project's startup hooks, named already
         if _child:
-            _core.warm(log=log, who="huey worker")
+            _core.warm(log=log, who=Role.HUEY_WORKER)
         return result
 
     return initialize
@@ -98,7 +99,7 @@ def _shutdown(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self)  # the project's shutdown hooks may still use the database
         finally:
             if _child:  # multiprocessing then ends the process with os._exit: atexit never runs
-                _core.close(log=log, who="huey worker")
+                _core.close(log=log, who=Role.HUEY_WORKER)
 
     return shutdown
 

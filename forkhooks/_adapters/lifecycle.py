@@ -17,10 +17,11 @@ from typing import Any
 from .. import _core
 from .._core import Log, Report, djangodb
 from .._tools import appname, budget
+from .._tools.appname import Role
 from . import greenlets, stopsignals
 
 
-def child_started(*, log: Log | None = None, who: str = "worker") -> Report:
+def child_started(*, log: Log | None = None, who: str = Role.WORKER) -> Report:
     """In a new child: discard what it inherited, then name the connections it will open."""
     report = _core.discard(log=log, who=who)
     try:
@@ -30,7 +31,7 @@ def child_started(*, log: Log | None = None, who: str = "worker") -> Report:
     return report
 
 
-def worker_ready(*, log: Log | None = None, who: str = "worker", timeout: float | None = None) -> Report:
+def worker_ready(*, log: Log | None = None, who: str = Role.WORKER, timeout: float | None = None) -> Report:
     """A worker loaded its app: redo per-greenlet state if gevent patched it, then warm its pools."""
     if greenlets.patched():
         greenlets.after_patch(log=log, who=who)
@@ -53,10 +54,10 @@ def master_ready(
     """
     log = log or _core.log
     _core.settings.report_bad_values(log)  # once here: the workers, forked later, inherit the record
-    report = _core.close(log=log, who="master", timeout=timeout)
+    report = _core.close(log=log, who=Role.MASTER, timeout=timeout)
     _core.refuse_invalid_pools(report, log)
     try:
-        appname.label("master", log)
+        appname.label(Role.MASTER, log)
     except Exception:
         log.exception("forkhooks: naming the master's connections failed; continuing")
     if _core.settings.budget_enabled(log):
@@ -103,14 +104,14 @@ class _Stopping:
     handled: set[int] = set()  # stop signals whose handler already ran
 
 
-def close_for_exit(*, log: Log | None = None, who: str = "worker", timeout: float | None = None) -> Report:
+def close_for_exit(*, log: Log | None = None, who: str = Role.WORKER, timeout: float | None = None) -> Report:
     """Close on the way out of the process: from now on a stop signal cannot interrupt it."""
     _Stopping.exiting = True
     return _core.close(log=log, who=who, timeout=timeout)
 
 
 def guard_stop_signals(
-    *, log: Log | None = None, who: str = "worker", closed: Callable[[Report], Any] | None = None
+    *, log: Log | None = None, who: str = Role.WORKER, closed: Callable[[Report], Any] | None = None
 ) -> None:
     """Make sure a worker stopped by a signal closes its connections and pools, whole.
 

@@ -9,6 +9,8 @@ import signal
 from types import FrameType
 from typing import Any
 
+from .._tools.appname import Role
+
 try:
     import rq
 except ImportError:
@@ -24,7 +26,7 @@ __all__ = ["ForkhooksWorkerMixin", "Worker"]
 
 log = logging.getLogger("forkhooks.rq")
 
-ROLE = "rq-horse"  # a horse names its connections <prefix>:rq-horse:<pid>
+ROLE = Role.RQ_HORSE  # a horse names its connections <prefix>:rq-horse:<pid>
 
 # SpawnWorker (rq >= 2.2) starts each horse as a new interpreter; an empty tuple matches no worker.
 _SPAWN: Any = getattr(rq.worker, "SpawnWorker", ())
@@ -49,7 +51,7 @@ class ForkhooksWorkerMixin:
         if multiprocessing.parent_process() is not None:
             # Forked by a multiprocessing parent (WorkerPool): its connections are the parent's. Dropped
             # here without a byte sent, the closes before each horse reach only this worker's own.
-            child_started(log=getattr(self, "log", log), who="rq worker")
+            child_started(log=getattr(self, "log", log), who=Role.RQ_WORKER)
         return super().work(*args, **kwargs)  # type: ignore[misc]
 
     def fork_work_horse(self, job: Any, queue: Any) -> Any:
@@ -60,7 +62,7 @@ class ForkhooksWorkerMixin:
         except Exception:
             logger.exception("forkhooks: installing the at-fork discard failed; continuing")
         if not isinstance(self, _SPAWN):  # a spawned horse inherits nothing
-            _core.close(log=logger, who="rq worker")
+            _core.close(log=logger, who=Role.RQ_WORKER)
         return super().fork_work_horse(job, queue)  # type: ignore[misc]
 
     def setup_work_horse_signals(self) -> None:
@@ -83,7 +85,7 @@ class ForkhooksWorkerMixin:
             return super().perform_job(job, queue, *args, **kwargs)  # type: ignore[misc]
         finally:
             if horse:
-                _core.close(log=getattr(self, "log", log), who="rq horse")
+                _core.close(log=getattr(self, "log", log), who=Role.RQ_HORSE)
 
     def kill_horse(self, *args: Any, **kwargs: Any) -> Any:
         """Cancel the horse's running queries, then let RQ kill it (SIGKILL: the horse cannot do it itself)."""
@@ -116,7 +118,7 @@ class ForkhooksWorkerMixin:
 def _close_then_die(signum: int, frame: FrameType | None) -> None:
     # The horse's SIGTERM stays fatal, as RQ makes it; first the running query is cancelled.
     try:
-        _core.close(log=logging.getLogger("rq.worker"), who="rq horse")  # the logger RQ gives its horses
+        _core.close(log=logging.getLogger("rq.worker"), who=Role.RQ_HORSE)  # the logger RQ gives its horses
     finally:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
@@ -163,7 +165,7 @@ def patch_worker_pool() -> None:
 
     def start_worker_closing_first(self: Any, *args: Any, **kwargs: Any) -> Any:
         if getattr(self, "_forkhooks_owner", None) == os.getpid():
-            _core.close(log=self.log, who="rq pool")
+            _core.close(log=self.log, who=Role.RQ_POOL)
         return start_worker(self, *args, **kwargs)
 
     def handle_dead_worker_ending_backends(self: Any, worker_data: Any) -> Any:
@@ -177,6 +179,6 @@ def patch_worker_pool() -> None:
                 self.log.exception("forkhooks: ending worker %s's backends failed; continuing", worker_data.pid)
         return handle_dead_worker(self, worker_data)
 
-    WorkerPool.__init__ = __init__  # type: ignore[method-assign]
-    WorkerPool.start_worker = start_worker_closing_first  # type: ignore[method-assign]
-    WorkerPool.handle_dead_worker = handle_dead_worker_ending_backends  # type: ignore[method-assign]
+    WorkerPool.__init__ = __init__
+    WorkerPool.start_worker = start_worker_closing_first
+    WorkerPool.handle_dead_worker = handle_dead_worker_ending_backends

@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import _core
 from .._tools import appname
+from .._tools.appname import Role
 from . import forks
 from .cancel import cancel_queries_of, end_backends_of
 from .lifecycle import pools_open_on_demand
@@ -25,7 +26,7 @@ from .patching import wrap_method
 
 log = logging.getLogger("scheduler.forkhooks")  # under the logger the project configures for the scheduler
 
-ROLE = "scheduler-job"  # a job's process names its connections <prefix>:scheduler-job:<pid>
+ROLE = Role.SCHEDULER_JOB  # a job's process names its connections <prefix>:scheduler-job:<pid>
 
 _patched = False
 
@@ -62,7 +63,7 @@ def patch_worker() -> bool:
 
 def _closing_first(original: Callable[..., Any]) -> Callable[..., Any]:
     def fork_job_execution_process(self: Any, *args: Any, **kwargs: Any) -> Any:
-        _core.close(log=log, who="scheduler worker")
+        _core.close(log=log, who=Role.SCHEDULER_WORKER)
         return original(self, *args, **kwargs)
 
     return fork_job_execution_process
@@ -82,7 +83,7 @@ def _closing_after(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, *args, **kwargs)
         finally:
             if child:
-                _core.close(log=log, who="scheduler job")
+                _core.close(log=log, who=Role.SCHEDULER_JOB)
 
     return worker_perform_job
 
@@ -101,7 +102,7 @@ def _close_then_die(signum: int, frame: FrameType | None) -> None:
     # SIGTERM stays fatal for a job's process (systemd stopping every process of the service); first
     # its running query is cancelled and its connections closed.
     try:
-        _core.close(log=log, who="scheduler job")
+        _core.close(log=log, who=Role.SCHEDULER_JOB)
     finally:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

@@ -22,6 +22,7 @@ import uwsgi
 
 from .. import _core
 from .._core import djangodb as _django
+from .._tools.appname import Role
 from .lifecycle import master_ready
 from .uwsgi_config import is_file, log, values
 
@@ -128,7 +129,7 @@ def _maybe_app_loaded() -> None:
         elif first:
             _hooks["loaded"]()
         elif _still_open():
-            _core.close(log=log, who="master")
+            _core.close(log=log, who=Role.MASTER)
     except SystemExit:
         raise  # a pool setting that cannot work: uWSGI must not start
     except Exception:

@@ -29,6 +29,7 @@ from typing import Any
 
 from .._core import Log
 from .._tools import appname
+from .._tools.appname import Role
 from . import cancel
 
 __all__ = ["arm_master_exit", "child_started", "clean_exit", "reap_recorded"]
@@ -76,7 +77,7 @@ def _slot_for(worker_id: int, mule_id: int) -> int | None:
     return None
 
 
-def child_started(worker_id: int, mule_id: int, log: Log, who: str = "worker") -> None:
+def child_started(worker_id: int, mule_id: int, log: Log, who: str = Role.WORKER) -> None:
     """In a new child (after its app loaded): record its pid; end the backends of the one it replaces."""
     if not _table:
         return

@@ -12,6 +12,7 @@ import uwsgi
 
 from .. import _core
 from .._core import djangodb as _django
+from .._tools.appname import Role
 from . import stopsignals
 from . import uwsgi_harakiri as _harakiri
 from . import uwsgi_reap as _reap
@@ -25,11 +26,11 @@ def post_fork() -> None:
     _reap.disarm_in_child()  # the master's exit handler must never run here
     worker = uwsgi.worker_id() > 0  # mules and spoolers are forked too, but serve no requests
     with stopsignals.blocked():  # a tracked pool reopens here: its threads must not take a stop signal either
-        child_started(log=log, who="worker" if worker else "child")
+        child_started(log=log, who=Role.WORKER if worker else Role.CHILD)
     hook_atexit()  # the app may have replaced uwsgi.atexit while it loaded
     if not worker:
         _signals.mask_now(log)  # a mule's or spooler's handlers are in place before this hook
-        _reap.child_started(0, mule_id(), log, who="child")
+        _reap.child_started(0, mule_id(), log, who=Role.CHILD)
     elif not lazy():  # a lazy-apps worker does this once its app has loaded (app_loaded)
         _mask_stop_handlers()
         _reap.child_started(uwsgi.worker_id(), 0, log)
@@ -67,7 +68,7 @@ def at_exit() -> None:
     # follow-up to a group signal) would re-enter exit() halfway through closing, or, delivered
     # after it, run a handler in the middle of the exit.
     signal.pthread_sigmask(signal.SIG_BLOCK, stopsignals.UWSGI)
-    report = _core.close(log=log, who="worker" if uwsgi.worker_id() > 0 else "child")
+    report = _core.close(log=log, who=Role.WORKER if uwsgi.worker_id() > 0 else Role.CHILD)
     if not report.failures:
         _reap.clean_exit()  # nothing of ours outlives this process: its successor need not look
 
@@ -143,7 +144,7 @@ def _start_pools() -> None:
             except Exception:
                 log.exception("forkhooks: opening pool %r failed; the worker serves and retries on use", alias)
     if _core.settings.warm_enabled(log):
-        _core.warm(log=log, who="worker")  # the pools are open: this waits for min_size
+        _core.warm(log=log, who=Role.WORKER)  # the pools are open: this waits for min_size
     for alias in _django.pooled_aliases():
         try:
             pool = _django.pool_of(alias)

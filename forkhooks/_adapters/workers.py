@@ -7,6 +7,7 @@ from typing import Any
 from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
+from .._tools.appname import Role
 from .gunicorn import chain_master_hooks, mark_closed, prepare_exit_mark, sizes
 from .lifecycle import child_started, close_for_exit, guard_stop_signals, master_ready, worker_ready
 
@@ -39,17 +40,17 @@ class ForkhooksWorkerMixin:
         prepare_exit_mark(self)
 
     def init_process(self) -> None:
-        child_started(log=self.log, who="worker")
+        child_started(log=self.log, who=Role.WORKER)
         try:
             super().init_process()  # type: ignore[misc]  # runs the worker until it exits
         finally:
-            mark_closed(self, close_for_exit(log=self.log, who="worker"))
+            mark_closed(self, close_for_exit(log=self.log, who=Role.WORKER))
 
     def load_wsgi(self) -> None:
         super().load_wsgi()  # type: ignore[misc]
         # gevent's worker has patched by now (its init_process patches first): per-greenlet state, then warm.
-        worker_ready(log=self.log, who="worker")
-        guard_stop_signals(log=self.log, who="worker", closed=lambda report: mark_closed(self, report))
+        worker_ready(log=self.log, who=Role.WORKER)
+        guard_stop_signals(log=self.log, who=Role.WORKER, closed=lambda report: mark_closed(self, report))
 
 
 class SyncWorker(ForkhooksWorkerMixin, _SyncWorker):

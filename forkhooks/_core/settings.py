@@ -141,6 +141,28 @@ def gc_freeze_enabled(log: Warns | None = None) -> bool:
     return flag("FORKHOOKS_GC_FREEZE", False, log)
 
 
+def server_dsn() -> str | None:
+    """FORKHOOKS_DSN: the PostgreSQL `forkhooks connections` and `forkhooks demo` use when given no --dsn."""
+    return os.environ.get("FORKHOOKS_DSN", "").strip() or None
+
+
+# The connection budget's sizes, for Django's checks (`forkhooks check` takes them as options).
+WORKERS = "WEB_CONCURRENCY"  # the variable gunicorn (and many platforms) read for the number of workers
+THREADS = "FORKHOOKS_THREADS"
+
+
+def count(name: str) -> tuple[int, str | None]:
+    """A whole number >= 1 from variable `name` (1 when unset); with a bad value, 1 and the value's text."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return 1, None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    return (value, None) if value >= 1 else (1, raw)
+
+
 _ALL: tuple[Callable[[Warns | None], object], ...] = (
     warm_enabled,
     warm_timeout,

@@ -286,7 +286,7 @@ class PerProcess(Generic[T]):
 
     def get(self) -> T:
         """The object for this process, built now if this process has none yet."""
-        obj = self._obj
+        obj: T | None = self._obj
         if obj is None:
             obj = self._factory()
             object.__setattr__(self, "_obj", obj)

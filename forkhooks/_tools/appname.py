@@ -13,6 +13,7 @@ import hashlib
 import os
 import socket
 import uuid
+from enum import StrEnum
 from typing import Any, NamedTuple, TypeGuard
 
 from .._core import djangodb as _django
@@ -100,9 +101,37 @@ def ours(owner: Owner | None) -> TypeGuard[Owner]:
     return owner is not None and owner.host == host_token()
 
 
-# The role of a supervisor's own short connections (ending or cancelling a child's queries): they
-# last a moment, and a look at pg_stat_activity then tells them from a backend the process holds.
-SUPERVISOR = "supervisor"
+class Role(StrEnum):
+    """Every role a process takes under forkhooks: one spelling, in its log lines and in its connections' names.
+
+    A name spells it with hyphens (``celery worker`` -> ``<prefix>:celery-worker:<pid>@<host>``).
+    """
+
+    MASTER = "master"  # gunicorn's arbiter, uWSGI's master: supervises, holds no backend
+    WORKER = "worker"  # gunicorn's and uWSGI's workers
+    CHILD = "child"  # uWSGI's mules and spooler
+    FORKED_CHILD = "forked child"  # any other fork (os.fork, multiprocessing)
+    DIRTY_ARBITER = "dirty arbiter"
+    DIRTY_WORKER = "dirty worker"
+    # A supervisor's own short connections (ending or cancelling a child's queries): they last a
+    # moment, and a look at pg_stat_activity then tells them from a backend the process holds.
+    SUPERVISOR = "supervisor"
+    CELERY_MAIN = "celery main"
+    CELERY_WORKER = "celery worker"
+    RQ_WORKER = "rq worker"
+    RQ_HORSE = "rq horse"
+    RQ_POOL = "rq pool"
+    HUEY_CONSUMER = "huey consumer"
+    HUEY_WORKER = "huey worker"
+    Q2_SUPERVISOR = "django-q2 supervisor"
+    Q2_WORKER = "django-q2 worker"
+    SCHEDULER_WORKER = "scheduler worker"
+    SCHEDULER_JOB = "scheduler job"
+
+    @property
+    def token(self) -> str:
+        """The role as a connection name spells it."""
+        return self.value.replace(" ", "-")
 
 
 def for_this_process(role: str, current: str | None = None) -> str:

@@ -33,15 +33,14 @@ clients and the server for Unix sockets.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._adapters.cancel import _through_pooler
+from .._core import settings as _settings
 from .appname import Owner as Named
-from .appname import alive, ours, parse
-from .clients import Clients, comm
+from .appname import Role, alive, ours, parse
+from .clients import Clients, comm, through_pooler
 from .common import error_text, use_settings
 
 _QUERY = """
@@ -133,7 +132,7 @@ def group(backends: list[Backend], clients: Clients | None = None) -> list[Owner
                     _flag(owner, ORPHAN)
                 elif not held.pids:
                     _flag(owner, f"owner pid gone, unverified: {held.why}; no verdict")
-            if who and who[1] == "master" and clients is not None:
+            if who and who.role == Role.MASTER.token and clients is not None:
                 _flag(owner, MASTER)
         if b.state.startswith("idle in transaction"):
             _flag(owner, "idle in transaction")
@@ -166,7 +165,7 @@ def add_arguments(parser: Any) -> None:
 
 
 def _connect(args: Any) -> Any:
-    dsn = args.dsn or os.environ.get("FORKHOOKS_DSN")
+    dsn = args.dsn or _settings.server_dsn()
     if dsn:
         try:
             import psycopg
@@ -215,7 +214,7 @@ def _django_ready(args: Any) -> str | None:
 
 def run(args: Any) -> int:
     """Print the report; exit 1 for a proven orphan or a master-held backend, never through a pooler (EPILOG)."""
-    if not (args.dsn or os.environ.get("FORKHOOKS_DSN")):
+    if not (args.dsn or _settings.server_dsn()):
         problem = _django_ready(args)
         if problem:
             print(f"forkhooks connections: {problem}", file=sys.stderr)
@@ -226,7 +225,7 @@ def run(args: Any) -> int:
         print(f"forkhooks connections: cannot connect: {error_text(exc)}", file=sys.stderr)
         return UNREACHABLE
     try:
-        pooled = _through_pooler(conn, conn.cursor())
+        pooled = through_pooler(conn, conn.cursor())
         owners = group(fetch(conn), None if pooled else Clients(conn))
     finally:
         conn.close()

@@ -178,3 +178,15 @@ class Clients:
         if not pids:
             return Holder(why="its client socket is open, held by a process this user cannot see")
         return Holder(pids=tuple(sorted(pids)))
+
+
+def through_pooler(conn: Any, cur: Any) -> bool:
+    """True when `conn` does not reach a PostgreSQL backend directly.
+
+    The server tells each client its backend's pid at start-up (BackendKeyData);
+    a pooler answers that itself, with a pid of its own making, and then passes
+    queries to whichever server backend is free.
+    """
+    told = int(conn.info.backend_pid)  # psycopg 3 and psycopg2 >= 2.8 alike
+    cur.execute("SELECT pg_backend_pid()")
+    return told != int(cur.fetchone()[0])

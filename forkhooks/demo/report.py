@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -119,7 +120,7 @@ def table(without: Outcome, with_: Outcome, workers: int) -> str:
     def na(value: int | None) -> str:
         return "n/a" if value is None else str(value)
 
-    rows = [
+    rows: list[tuple[str, Callable[[Outcome], str]]] = [
         ("requests", lambda o: str(o.results.requests)),
         ("failed", lambda o: str(o.results.failed)),
         ("wrong rows (another request's answer)", lambda o: str(o.results.wrong)),

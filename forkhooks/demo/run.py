@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._core import settings as _settings
 from . import loadgen
 from .process import ServerProcess, children
 from .report import Outcome, Progress, Sampler, table
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with contextlib.ExitStack() as stack:
-            dsn = args.dsn or os.environ.get("FORKHOOKS_DSN") or stack.enter_context(_embedded())
+            dsn = args.dsn or _settings.server_dsn() or stack.enter_context(_embedded())
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="forkhooks-demo-")))
             without = _one_run("without forkhooks", kind.control, kind, args, dsn, tmp)
             with_ = _one_run("with forkhooks", kind.forkhooks, kind, args, dsn, tmp)

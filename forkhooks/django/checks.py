@@ -7,7 +7,6 @@ and `migrate`, which runs them too: there only W003 and W004 speak, I001 is for 
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -16,6 +15,7 @@ from django.core.checks import CheckMessage, Error, Info, Tags, register
 from django.core.checks import Warning as CheckWarning
 
 from .._core import djangodb as _django
+from .._core import settings as _settings
 from .._tools import budget as _budget
 
 
@@ -107,23 +107,16 @@ def pooling_without_hooks(app_configs: Any = None, **kwargs: Any) -> list[CheckM
 
 def _count(name: str, messages: list[CheckMessage]) -> int:
     """A whole number >= 1 from the environment; a bad value is a W004 and counts as 1."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return 1
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value >= 1:
-        return value
-    messages.append(
-        CheckWarning(
-            f"{name}={raw!r} is not a whole number >= 1; the connection budget uses the default, 1",
-            hint=f"Set {name} to a positive whole number, or unset it.",
-            id="forkhooks.W004",
+    value, bad = _settings.count(name)
+    if bad is not None:
+        messages.append(
+            CheckWarning(
+                f"{name}={bad!r} is not a whole number >= 1; the connection budget uses the default, 1",
+                hint=f"Set {name} to a positive whole number, or unset it.",
+                id="forkhooks.W004",
+            )
         )
-    )
-    return 1
+    return value
 
 
 def _check_command_runs() -> bool:
@@ -149,8 +142,8 @@ def connection_budget(app_configs: Any = None, databases: Any = None, **kwargs: 
     if not databases:
         return []
     messages: list[CheckMessage] = []
-    workers = _count("WEB_CONCURRENCY", messages)
-    threads = _count("FORKHOOKS_THREADS", messages)
+    workers = _count(_settings.WORKERS, messages)
+    threads = _count(_settings.THREADS, messages)
     asked = _check_command_runs()
     for budget in _budget.check(workers, threads):
         hint = "Workers from WEB_CONCURRENCY, threads from FORKHOOKS_THREADS; `forkhooks check` takes them as options."

@@ -16,4 +16,4 @@ DATABASES = {
     )
 }
 if os.environ.get("CASE_ASGI"):
-    ASGI_APPLICATION = "forkhooks.demo.site.asgi.application"
+    ASGI_APPLICATION = "tests.testsite.asgi.application"

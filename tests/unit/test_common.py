@@ -60,7 +60,9 @@ def test_error_text_is_type_and_first_line(exc: BaseException, text: str) -> Non
 
 def test_use_settings_needs_a_module(monkeypatch: pytest.MonkeyPatch) -> None:
     """Neither --settings nor DJANGO_SETTINGS_MODULE: False, and nothing changes."""
-    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    # Set, then deleted: monkeypatch restores (removes) what use_settings() sets, so no later test sees it.
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "unset")
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE")
     monkeypatch.setattr(sys, "path", list(sys.path))
     before = list(sys.path)
     assert not use_settings(None)
@@ -69,7 +71,9 @@ def test_use_settings_needs_a_module(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_use_settings_puts_the_current_directory_on_sys_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """--settings sets DJANGO_SETTINGS_MODULE and the project's directory is importable, once."""
-    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    # Set, then deleted: monkeypatch restores (removes) what use_settings() sets, so no later test sees it.
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "unset")
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE")
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
     monkeypatch.chdir(tmp_path)
     assert use_settings("shop.settings")
