@@ -10,4 +10,4 @@ from .harness import EXAMPLES, PYTHON, ROOT, app_backends, child_env
 
 __all__ = ["EXAMPLES", "PYTHON", "ROOT", "app_backends", "child_env"]
 
-pytest_plugins = ["tests.plugins.databases", "tests.plugins.servers", "tests.plugins.support"]
+pytest_plugins = ["tests.plugins.databases", "tests.plugins.mysql", "tests.plugins.servers", "tests.plugins.support"]

@@ -15,6 +15,10 @@ _seen: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def _remember(sender: Any, connection: Any, **kwargs: Any) -> None:
     _seen.add(connection)
+    if connection.vendor == "mysql":
+        from .mysql import remember
+
+        remember(connection.connection)
 
 
 def watch() -> None:

@@ -8,7 +8,7 @@ from collections import deque
 from typing import Any
 
 # Objects whose sockets were made inert in this process. They are kept alive on
-# purpose: a finalizer (psycopg2's PQfinish, an SQLite close that checkpoints
+# purpose: a finalizer (psycopg2's PQfinish, mysqlclient's COM_QUIT, an SQLite close that checkpoints
 # the WAL, a pool's __del__ joining threads that no longer exist) must never
 # run in a child on something the parent still owns. Cost: one /dev/null fd
 # per inherited connection, once per process.
@@ -19,7 +19,13 @@ def socket_fd(conn: Any) -> int | None:
     """Return the socket fd of a DB-API connection, or None if it has none."""
     try:
         pgconn = getattr(conn, "pgconn", None)  # psycopg 3
-        fd = pgconn.socket if pgconn is not None else conn.fileno()  # psycopg2, mysqlclient
+        sock = getattr(conn, "_sock", None)  # PyMySQL: a socket.socket (or SSLSocket), no fileno() of its own
+        if pgconn is not None:
+            fd = pgconn.socket
+        elif sock is not None and not hasattr(conn, "fileno"):
+            fd = sock.fileno()
+        else:
+            fd = conn.fileno()  # psycopg2, mysqlclient
         if isinstance(fd, int) and fd >= 0 and stat.S_ISSOCK(os.fstat(fd).st_mode):
             return fd
     except Exception:  # closed, broken, or a driver without sockets (sqlite3)

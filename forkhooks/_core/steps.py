@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import djangodb as _django
+from . import mysql as _mysql
 from . import settings as _settings
 from . import tracked as _tracked
 from .sockets import Inerter, graveyard, pool_connections
@@ -108,6 +110,8 @@ def discard(*, log: Log | None = None, who: str = "child") -> Report:
                 report.pools += 1
         with _guard(report, log, "resetting Django's connection handler"):
             _django.reset_handler()
+            # From now on remember every wrapper any thread opens: close() at exit must find them all.
+            _django.watch()
         report.connections = inert.count
     return _finish(report, log, who)
 
@@ -120,14 +124,18 @@ def close(*, log: Log | None = None, who: str = "owner", timeout: float | None =
 
 def _close(log: Log, who: str, timeout: float) -> Report:
     report = Report("closed")
-    for wrapper in _guarded_list(_django.current_thread_wrappers, report, log, "listing Django connections"):
-        if wrapper.connection is None:
+    # Every wrapper of every thread (gthread's request threads, a job runner's), not only this
+    # thread's: one left open is dropped at exit and the server logs an aborted connection.
+    _django.watch()
+    for wrapper in _guarded_list(_django.wrappers, report, log, "listing Django connections"):
+        conn = wrapper.connection
+        if conn is None:
             continue
+        running = True  # if cancelling fails, another thread's connection is left alone: it may be in use
         with _guard(report, log, f"cancelling the query of Django connection {wrapper.alias!r}"):
-            _cancel_running_query(wrapper.connection, timeout)
+            running = _cancel_running_query(wrapper, conn, timeout)
         with _guard(report, log, f"closing Django connection {wrapper.alias!r}"):
-            wrapper.close()
-            report.connections += 1
+            report.connections += _close_wrapper(wrapper, running, log)
     for pools in _guarded_list(_django.pool_dicts, report, log, "listing Django pools"):
         for key in list(pools):
             pool = pools.pop(key)
@@ -140,24 +148,57 @@ def _close(log: Log, who: str, timeout: float) -> Report:
     return _finish(report, log, who)
 
 
+def _close_wrapper(wrapper: Any, running: bool, log: Log) -> int:
+    """Close a wrapper whose query, if any, was cancelled; 1 if closed.
+
+    Another thread's wrapper is closed under Django's thread-sharing allowance, unless that
+    thread is inside a query: closing a connection under a running call could crash the
+    driver, so its query was cancelled and the thread itself ends the request.
+    """
+    mine = getattr(wrapper, "_thread_ident", threading.get_ident()) == threading.get_ident()
+    if running and mine and _mysql.is_mysql(wrapper.connection):
+        # A signal handler (gunicorn's worker_abort) on top of this thread's own query: PyMySQL's
+        # close would re-enter the read it interrupted. The query is killed; the process exits.
+        log.info("forkhooks: Django connection %r was in a query: cancelled, left to the exit", wrapper.alias)
+        return 0
+    if mine:
+        wrapper.close()
+        return 1
+    if running:
+        log.info("forkhooks: Django connection %r of another thread was in a query: cancelled", wrapper.alias)
+        return 0
+    wrapper.inc_thread_sharing()
+    try:
+        wrapper.close()
+    finally:
+        wrapper.dec_thread_sharing()
+    return 1
+
+
 # libpq's PQTRANS_ACTIVE: a command is in progress (psycopg 3 TransactionStatus.ACTIVE,
 # psycopg2 TRANSACTION_STATUS_ACTIVE).
 _ACTIVE = 1
 
 
-def _cancel_running_query(conn: Any, timeout: float) -> bool:
+def _cancel_running_query(wrapper: Any, conn: Any, timeout: float) -> bool:
     """Ask the server to cancel the query `conn` is running, if any; True when one was running.
 
     gunicorn's worker timeout (SIGABRT -> worker_abort) and SIGINT/SIGQUIT (worker_int)
     interrupt a request mid-query. Closing sends Terminate, but the server reads it only once the
     query ends: a backend in pg_sleep(30) outlived its aborted worker by 28 s (tests/test_faults.py),
     holding its locks and a connection slot while the replacement worker opened its own.
+    A driver this does not know is left alone (False).
     """
-    info = getattr(conn, "info", None)  # psycopg 3
-    status = info.transaction_status if info is not None else None
+    if _mysql.is_mysql(conn):
+        if not _mysql.busy(conn):
+            return False
+        _mysql.kill_query(wrapper, conn, timeout)
+        return True
+    # psycopg 3's info is a ConnectionInfo; other drivers' `info` may be anything (MySQLdb's is a method).
+    status = getattr(getattr(conn, "info", None), "transaction_status", None)
     if status is None and hasattr(conn, "get_transaction_status"):  # psycopg2
         status = conn.get_transaction_status()
-    if status is None or int(status) != _ACTIVE:
+    if not isinstance(status, int) or int(status) != _ACTIVE:
         return False
     cancel_safe = getattr(conn, "cancel_safe", None)  # psycopg >= 3.2: bounded, non-blocking
     if cancel_safe is not None:

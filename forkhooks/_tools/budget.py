@@ -1,4 +1,4 @@
-"""Will the deployment's connections fit in what the PostgreSQL server allows?
+"""Will the deployment's connections fit in what the PostgreSQL (or MySQL/MariaDB) server allows?
 
 Too many workers times pool max_size ends in PostgreSQL's "remaining connection
 slots are reserved" or pgbouncer's max_client_conn refusing clients. The sum is
@@ -66,12 +66,14 @@ def pool_max_size(options: dict[str, Any]) -> int | None:
 
 
 def plan(workers: int, threads: int = 1, dirty_workers: int = 0, dirty_threads: int = 1) -> list[Budget]:
-    """Connections each PostgreSQL server may see from this deployment's Django settings."""
+    """Connections each PostgreSQL or MySQL server may see from this deployment's Django settings."""
     budgets: dict[str, Budget] = {}
     for alias, db in _django.database_settings().items():
-        if "postgresql" not in db.get("ENGINE", ""):
+        engine = db.get("ENGINE", "")
+        if "postgresql" not in engine and "mysql" not in engine:
             continue
-        server = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}"
+        default_port = 3306 if "mysql" in engine else 5432
+        server = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or default_port}"
         budget = budgets.setdefault(server, Budget(server, alias))
         size = pool_max_size(db.get("OPTIONS", {}))
         for count, per_process_threads, what in (
@@ -98,15 +100,20 @@ def read_limits(budget: Budget) -> None:
         conn = wrapper.Database.connect(**params)
     except Exception as exc:
         raise _Unreadable(f"cannot connect: {error_text(exc)}") from exc
+    mysql = wrapper.vendor == "mysql"
     try:
         cur = conn.cursor()
-        cur.execute(
-            "SELECT name, setting::int FROM pg_settings WHERE name IN"
-            " ('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
-        )
-        values = dict(cur.fetchall())
+        if mysql:  # MySQL/MariaDB: no slots reserved out of max_connections (SUPER gets one extra)
+            cur.execute("SELECT @@max_connections")
+            values = {"max_connections": int(cur.fetchone()[0])}
+        else:
+            cur.execute(
+                "SELECT name, setting::int FROM pg_settings WHERE name IN"
+                " ('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+            )
+            values = dict(cur.fetchall())
     except Exception as exc:
-        raise _Unreadable(f"cannot read pg_settings: {error_text(exc)}") from exc
+        raise _Unreadable(f"cannot read {'max_connections' if mysql else 'pg_settings'}: {error_text(exc)}") from exc
     finally:
         conn.close()
     budget.available = values["max_connections"] - sum(
@@ -178,7 +185,7 @@ def run(args: Any) -> int:
         print("  a gunicorn or uWSGI master with forkhooks refuses to start with it: every request would fail")
     budgets = check(args.workers, args.threads, args.dirty_workers, args.dirty_threads)
     if not budgets:
-        print("forkhooks check: no PostgreSQL database in DATABASES")
+        print("forkhooks check: no PostgreSQL or MySQL database in DATABASES")
     for budget in budgets:
         print(budget)
         if budget.over:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 # Fixtures that start a server or a process: a unit test that asks for one belongs in the end-to-end tier.
-SERVER_FIXTURES = {"dsn", "db", "redis_socket", "pgbouncers", "own_pg", "own_database"}
+SERVER_FIXTURES = {"dsn", "db", "redis_socket", "pgbouncers", "own_pg", "own_database", "mysql_dsn"}
 
 
 @pytest.fixture(autouse=True)
