@@ -28,7 +28,7 @@ def _cancel_queries(signum: int, frame: Any) -> None:
         if conn is None:
             continue
         try:
-            cancelled += _core.steps._cancel_running_query(wrapper, conn, _core.settings.close_timeout(log))
+            cancelled += _core.cancel_running_query(wrapper, conn, _core.settings.close_timeout(log))
         except Exception:
             log.exception("forkhooks: cancelling the query of Django connection %r failed", wrapper.alias)
     log.warning("forkhooks: worker %d: harakiri: cancelled %d running query(ies)", os.getpid(), cancelled)

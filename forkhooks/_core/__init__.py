@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from . import djangodb, settings
 from .settings import log
-from .steps import Log, Report, close, discard, refuse_invalid_pools, warm
+from .steps import Log, Report, cancel_running_query, close, discard, refuse_invalid_pools, warm
 from .tracked import PerProcess, track
 
 __all__ = [
     "Log",
     "PerProcess",
     "Report",
+    "cancel_running_query",
     "close",
     "discard",
     "djangodb",

@@ -133,7 +133,7 @@ def _close(log: Log, who: str, timeout: float) -> Report:
             continue
         running = True  # if cancelling fails, another thread's connection is left alone: it may be in use
         with _guard(report, log, f"cancelling the query of Django connection {wrapper.alias!r}"):
-            running = _cancel_running_query(wrapper, conn, timeout)
+            running = cancel_running_query(wrapper, conn, timeout)
         with _guard(report, log, f"closing Django connection {wrapper.alias!r}"):
             report.connections += _close_wrapper(wrapper, running, log)
     for pools in _guarded_list(_django.pool_dicts, report, log, "listing Django pools"):
@@ -180,7 +180,7 @@ def _close_wrapper(wrapper: Any, running: bool, log: Log) -> int:
 _ACTIVE = 1
 
 
-def _cancel_running_query(wrapper: Any, conn: Any, timeout: float) -> bool:
+def cancel_running_query(wrapper: Any, conn: Any, timeout: float) -> bool:
     """Ask the server to cancel the query `conn` is running, if any; True when one was running.
 
     gunicorn's worker timeout (SIGABRT -> worker_abort) and SIGINT/SIGQUIT (worker_int)

@@ -50,7 +50,7 @@ def test_unknown_driver_info_method_is_left_alone() -> None:
         def info(self) -> str:
             return "not psycopg"
 
-    assert steps._cancel_running_query(object(), Driver(), 1.0) is False
+    assert steps.cancel_running_query(object(), Driver(), 1.0) is False
 
 
 def test_busy_sees_a_pymysql_read_in_another_thread() -> None:
