@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -60,8 +61,8 @@ def leftovers(tmp: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """forkhooks as users get it: `python -m build --wheel` from a copy of the work tree (ignored files aside)."""
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the work tree as git sees it (ignored files aside)."""
     src = tmp_path_factory.mktemp("src")
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -73,14 +74,42 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if (ROOT / name).is_file():  # a file deleted in the work tree but not yet in git is not built
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, src / name)
-    out = tmp_path_factory.mktemp("dist")
+    return src
+
+
+def build(source: Path, kind: str, out: Path) -> Path:
+    """`python -m build --<kind>` of `source` into `out`; the one file it made."""
     built = subprocess.run(
-        [PYTHON, "-m", "build", "--wheel", "--outdir", str(out), str(src)], capture_output=True, text=True, timeout=300
+        [PYTHON, "-m", "build", f"--{kind}", "--outdir", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     assert "eprecat" not in built.stdout + built.stderr, "setuptools warns about the metadata"
-    (found,) = out.glob("forkhooks-*.whl")
+    (found,) = out.glob("forkhooks-*")
     return found
+
+
+@pytest.fixture(scope="module")
+def wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """forkhooks as users get it: `python -m build --wheel` from a copy of the work tree."""
+    return build(source, "wheel", tmp_path_factory.mktemp("dist"))
+
+
+def test_the_sdist_ships_the_whole_test_tree(source: Path, tmp_path: Path) -> None:
+    """The source distribution has every file the tests need (conftest, plugins, harness, examples...), or none."""
+    sdist = build(source, "sdist", tmp_path)
+    with tarfile.open(sdist) as archive:
+        shipped = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    needed = {
+        str(p.relative_to(source))
+        for top in ("tests", "examples", "bench", "scripts")
+        for p in (source / top).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert needed - shipped == set(), sorted(needed - shipped)
+    assert {"tests/conftest.py", "tests/plugins/databases.py", "tests/harness.py", "noxfile.py"} <= shipped
 
 
 def test_the_wheel_ships_the_demo_and_no_tests(wheel: Path) -> None:
