@@ -16,7 +16,7 @@ import psycopg
 import redis
 
 from forkhooks.demo.loadgen import Results
-from forkhooks.demo.process import children, poll
+from forkhooks.demo.process import ServerProcess, children, poll
 
 from .harness import PYTHON, ROOT, app_backends, child_env
 from .project import jobs
@@ -50,32 +50,23 @@ def running(db: psycopg.Connection, text: str) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-class WorkerProcess:
-    """A worker (celery or rq) as a group leader; its log in `tmp`/worker.log."""
+class WorkerProcess(ServerProcess):
+    """A worker (celery, rq, huey, django-q2) as a group leader; its log in `tmp`/worker.log."""
 
     def __init__(self, argv: list[str], dsn: str, sock: Path, tmp: Path, env: dict[str, str]) -> None:
-        self.log_path = tmp / "worker.log"
         full_env = child_env(dsn, FORKHOOKS_TEST_REDIS=str(sock), **env)
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.pid = self.proc.pid
-
-    def log(self) -> str:
-        """The worker's output so far."""
-        return self.log_path.read_text(errors="replace")
+        super().__init__(argv, cwd=ROOT, env=full_env, log_path=tmp / "worker.log", target="")
 
     def alive(self) -> bool:
         if self.proc.poll() is not None:
             raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
         return True
 
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM to the whole group, as systemd and a terminal do; SIGKILL what is left after `timeout`."""
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """`sig` to the whole group, as systemd and a terminal do; SIGKILL what is left after `timeout`."""
         try:
             if self.proc.poll() is None:
-                os.killpg(self.pid, signal.SIGTERM)
+                os.killpg(self.pid, sig)
             return self.proc.wait(timeout)
         finally:
             self.kill()

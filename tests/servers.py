@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from forkhooks.demo import loadgen
-from forkhooks.demo.process import ServerProcess, poll
+from forkhooks.demo.process import ServerProcess, children, poll
 from forkhooks.demo.procnet import server_sockets
 
 from .harness import EXAMPLES, PYTHON, ROOT, child_env, logged_pids
@@ -82,18 +82,9 @@ def serve(dsn: str, tmp_path: Path, args: list[str], app: str, env: dict[str, st
     return start(gunicorn(*args, app), dsn, tmp_path, env=env)
 
 
-def children(pid: int) -> set[int]:
-    """Live child pids of `pid` (the master's workers)."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return set()
-    return {int(p) for p in text.split()}
-
-
 def ready_workers(server: Server) -> set[int]:
     """Live workers that warmed their pool (post_worker_init logged 'opened'): they accept requests."""
-    return children(server.pid) & logged_pids(server.log(), "opened")
+    return set(children(server.pid)) & logged_pids(server.log(), "opened")
 
 
 def wait_workers(
@@ -105,7 +96,7 @@ def wait_workers(
     def check() -> bool:
         nonlocal found
         found = ready_workers(server)
-        live = children(server.pid)
+        live = set(children(server.pid))
         return len(found) == WORKERS and not (found & excluding) and len(live) == WORKERS
 
     poll(check, timeout=timeout, what=f"{WORKERS} fresh warmed workers")

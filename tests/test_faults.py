@@ -209,7 +209,7 @@ def recovery(db: psycopg.Connection, server: Server, *, low: int, high: int, tim
     def steady() -> bool:
         owners = owners_now(db)
         total = app_backends(db)
-        return low <= total <= high and sum(owners.values()) == total and set(owners) <= children(server.pid)
+        return low <= total <= high and sum(owners.values()) == total and set(owners) <= set(children(server.pid))
 
     poll(steady, timeout=timeout, what=f"backends back to {low}..{high}, all of live workers")
     return round(time.monotonic() - started, 2)
