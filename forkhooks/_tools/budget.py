@@ -30,6 +30,7 @@ class Budget:
     terms: list[str] = field(default_factory=list)
     available: int | None = None
     limits: str = ""  # the server's settings, or why they could not be read
+    mysql: bool = False  # a MySQL/MariaDB server (else PostgreSQL)
 
     @property
     def unknown(self) -> bool:
@@ -50,6 +51,8 @@ class Budget:
 
     def fix(self) -> str:
         """What to change when over budget."""
+        if self.mysql:  # no pool in Django's MySQL backend: one connection per thread and alias
+            return f"lower workers or threads so that the total is <= {self.available}, or raise max_connections"
         return (
             f"lower workers or pool max_size so that the total is <= {self.available}, raise max_connections, "
             f"or put pgbouncer in front (with max_client_conn >= {self.need} and a smaller server pool)"
@@ -74,7 +77,7 @@ def plan(workers: int, threads: int = 1, dirty_workers: int = 0, dirty_threads: 
             continue
         default_port = 3306 if "mysql" in engine else 5432
         server = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or default_port}"
-        budget = budgets.setdefault(server, Budget(server, alias))
+        budget = budgets.setdefault(server, Budget(server, alias, mysql="mysql" in engine))
         size = pool_max_size(db.get("OPTIONS", {}))
         for count, per_process_threads, what in (
             (workers, threads, "workers"),

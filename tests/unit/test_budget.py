@@ -104,6 +104,13 @@ def test_over_budget_means_more_than_the_server_allows(need: int, available: int
     assert f"<= {available}" in b.fix() and f"max_client_conn >= {need}" in b.fix()
 
 
+def test_a_mysql_budget_fix_names_no_postgresql_pooler() -> None:
+    """MySQL has no pgbouncer and Django's MySQL backend no pool: the fix says workers, threads, max_connections."""
+    b = Budget("db:3306", "default", need=40, terms=["10 workers x 4 threads"], available=30, limits="x", mysql=True)
+    assert b.over and "<= 30" in b.fix() and "max_connections" in b.fix()
+    assert "pgbouncer" not in b.fix() and "pool max_size" not in b.fix()
+
+
 def test_an_unknown_limit_says_why() -> None:
     """A server whose limits could not be read is unknown, never over, and the line says why."""
     b = Budget("db:5432", "default", need=8, terms=["8 workers x 1"], limits="cannot connect: refused")
