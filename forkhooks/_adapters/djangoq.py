@@ -29,7 +29,6 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 from .. import _core
@@ -37,6 +36,7 @@ from .._tools import appname
 from .._tools.appname import Role
 from . import cancel as _cancel
 from . import forks
+from .lifecycle import close_then_die
 from .patching import wrap_method
 
 __all__ = ["ROLE"]
@@ -150,19 +150,10 @@ def _on_post_spawn(sender: Any = None, **kwargs: Any) -> None:
         log.exception("forkhooks: arranging to close at exit failed; continuing")
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a project that set its own keeps it
-            signal.signal(signal.SIGTERM, _close_then_die)
+            signal.signal(signal.SIGTERM, close_then_die(ROLE, log))
     except Exception:
         log.exception("forkhooks: arranging to close on SIGTERM failed; continuing")
     _core.warm(log=log, who=Role.Q2_WORKER)
-
-
-def _close_then_die(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM stays fatal, as django-q2 makes it; first the running query is cancelled.
-    try:
-        _core.close(log=log, who=Role.Q2_WORKER)
-    finally:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
 
 
 def _close_at_exit() -> None:

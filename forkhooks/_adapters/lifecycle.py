@@ -10,7 +10,8 @@ from __future__ import annotations
 import gc
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -184,3 +185,34 @@ def pools_open_on_demand() -> None:
         pool["max_size"] = pool.get("max_size") or pool.get("min_size") or 4
         pool["min_size"] = 0
         options["pool"] = pool
+
+
+def close_then_die(role: Role, log: Log) -> Callable[[int, FrameType | None], None]:
+    """A handler for a stop signal that must stay fatal (a job's process): close first, cancelling a running query."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        try:
+            _core.close(log=log, who=role)
+        finally:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    return handler
+
+
+@contextmanager
+def one_job(role: Role, log: Log) -> Iterator[None]:
+    """Around the job of a process that runs one (an RQ horse, a job's process): name, pools on demand, close after.
+
+    The name is how its supervisor finds the job's queries to cancel them; the close cancels a query
+    still running when the job ends, fails or times out.
+    """
+    try:
+        appname.label(role)
+        pools_open_on_demand()
+    except Exception:
+        log.exception("forkhooks: preparing the job's connections failed; continuing")
+    try:
+        yield
+    finally:
+        _core.close(log=log, who=role)

@@ -6,7 +6,7 @@ import logging
 import multiprocessing
 import os
 import signal
-from types import FrameType
+from contextlib import nullcontext
 from typing import Any
 
 from .._tools.appname import Role
@@ -17,10 +17,9 @@ except ImportError:
     raise ImportError("forkhooks.rq needs RQ in this environment (pip install 'forkhooks[rq]')") from None
 
 from .. import _core
-from .._tools import appname
 from . import forks
 from .cancel import cancel_queries_of, end_backends_of
-from .lifecycle import child_started, pools_open_on_demand
+from .lifecycle import child_started, close_then_die, one_job
 
 __all__ = ["ForkhooksWorkerMixin", "Worker"]
 
@@ -69,23 +68,15 @@ class ForkhooksWorkerMixin:
         """RQ's horse signals, then SIGTERM closes (cancelling the running query) before the horse dies of it."""
         super().setup_work_horse_signals()  # type: ignore[misc]
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a subclass that ignores SIGTERM keeps its choice
-            signal.signal(signal.SIGTERM, _close_then_die)
+            # The horse's SIGTERM stays fatal, as RQ makes it; through the logger RQ gives its horses.
+            signal.signal(signal.SIGTERM, close_then_die(ROLE, logging.getLogger("rq.worker")))
 
     def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> Any:
         """Run the job; in a work horse, then close its connections and pools, cancelling a running query."""
         # Only a horse: a SimpleWorker runs jobs in the worker itself and keeps its connections.
         horse = getattr(self, "_is_horse", False)
-        if horse:
-            try:
-                appname.label(ROLE)  # how the worker finds this horse's queries to cancel them
-                pools_open_on_demand()
-            except Exception:
-                getattr(self, "log", log).exception("forkhooks: preparing the horse's connections failed; continuing")
-        try:
+        with one_job(ROLE, getattr(self, "log", log)) if horse else nullcontext():
             return super().perform_job(job, queue, *args, **kwargs)  # type: ignore[misc]
-        finally:
-            if horse:
-                _core.close(log=getattr(self, "log", log), who=Role.RQ_HORSE)
 
     def kill_horse(self, *args: Any, **kwargs: Any) -> Any:
         """Cancel the horse's running queries, then let RQ kill it (SIGKILL: the horse cannot do it itself)."""
@@ -113,15 +104,6 @@ class ForkhooksWorkerMixin:
             except Exception:
                 logger.exception("forkhooks: ending horse %s's backends failed; continuing", retpid)
         return super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
-
-
-def _close_then_die(signum: int, frame: FrameType | None) -> None:
-    # The horse's SIGTERM stays fatal, as RQ makes it; first the running query is cancelled.
-    try:
-        _core.close(log=logging.getLogger("rq.worker"), who=Role.RQ_HORSE)  # the logger RQ gives its horses
-    finally:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
 
 
 class Worker(ForkhooksWorkerMixin, rq.Worker):

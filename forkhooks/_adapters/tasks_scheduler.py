@@ -13,15 +13,14 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from types import FrameType
+from contextlib import nullcontext
 from typing import Any
 
 from .. import _core
-from .._tools import appname
 from .._tools.appname import Role
 from . import forks
 from .cancel import cancel_queries_of, end_backends_of
-from .lifecycle import pools_open_on_demand
+from .lifecycle import close_then_die, one_job
 from .patching import wrap_method
 
 log = logging.getLogger("scheduler.forkhooks")  # under the logger the project configures for the scheduler
@@ -73,17 +72,8 @@ def _closing_after(original: Callable[..., Any]) -> Callable[..., Any]:
     def worker_perform_job(self: Any, *args: Any, **kwargs: Any) -> Any:
         # Only a job's process: with --fork-job-execution false the worker runs jobs itself and keeps its pools.
         child = getattr(self, "_is_job_execution_process", False)
-        if child:
-            try:
-                appname.label(ROLE)  # how the worker finds this process's queries to cancel them
-                pools_open_on_demand()
-            except Exception:
-                log.exception("forkhooks: preparing the job's connections failed; continuing")
-        try:
+        with one_job(ROLE, log) if child else nullcontext():
             return original(self, *args, **kwargs)
-        finally:
-            if child:
-                _core.close(log=log, who=Role.SCHEDULER_JOB)
 
     return worker_perform_job
 
@@ -92,20 +82,10 @@ def _sigterm_closes(original: Callable[..., Any]) -> Callable[..., Any]:
     def setup_job_execution_process_signals(self: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(self, *args, **kwargs)
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a version that handles SIGTERM keeps its choice
-            signal.signal(signal.SIGTERM, _close_then_die)
+            signal.signal(signal.SIGTERM, close_then_die(ROLE, log))
         return result
 
     return setup_job_execution_process_signals
-
-
-def _close_then_die(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM stays fatal for a job's process (systemd stopping every process of the service); first
-    # its running query is cancelled and its connections closed.
-    try:
-        _core.close(log=log, who=Role.SCHEDULER_JOB)
-    finally:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
 
 
 def _cancelling_first(original: Callable[..., Any]) -> Callable[..., Any]:
