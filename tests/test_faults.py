@@ -102,7 +102,7 @@ class Background:
         assert not self._thread.is_alive(), f"{type(self).__name__} did not finish within {self.join_timeout}s"
 
 
-class Sampler(Background):
+class OwnerSampler(Background):
     """A thread that reads the server's app backends every `interval` s on its own connection."""
 
     def __init__(self, dsn: str, interval: float = 0.05) -> None:
@@ -258,7 +258,7 @@ def test_max_requests_churn_keeps_every_answer_right_and_backends_bounded(
     such overlap per worker slot: extra pids <= 4.
     """
     args = [*KINDS[kind], "--max-requests", "50", "--max-requests-jitter", "10"]
-    with running(dsn, tmp_path, args) as server, Sampler(dsn) as sampler:
+    with running(dsn, tmp_path, args) as server, OwnerSampler(dsn) as sampler:
         results = loadgen.run(server.target, CHURN_REQUESTS, concurrency=64)
     gone_after_shutdown(db)
     booted = len(booted_workers(server.log()))
@@ -313,7 +313,7 @@ def test_sigkill_mid_request_fails_only_that_workers_requests(
     """
     kills: list[tuple[int, int]] = []
     boot_times: list[float] = []
-    with running(dsn, tmp_path, KINDS[kind]) as server, Sampler(dsn) as sampler:
+    with running(dsn, tmp_path, KINDS[kind]) as server, OwnerSampler(dsn) as sampler:
         workers = first = wait_workers(server)
         with Load(server.target) as load:
             for _ in range(KILLS):
@@ -366,7 +366,7 @@ def test_sighup_reloads_under_load_lose_nothing_and_grow_nothing(
     waiting in the listen backlog go to whichever worker accepts next, so none is lost. Each reload
     is let complete (4 new warmed workers, the old ones gone) before the next.
     """
-    with running(dsn, tmp_path, KINDS["sync"]) as server, Sampler(dsn) as sampler:
+    with running(dsn, tmp_path, KINDS["sync"]) as server, OwnerSampler(dsn) as sampler:
         workers = wait_workers(server)
         poll(lambda: app_backends(db) == WARM, timeout=10, what="4 warm workers")
         steady = app_backends(db)

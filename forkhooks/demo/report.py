@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import loadgen
+from .process import poll
 from .procnet import server_sockets
 
 
@@ -105,10 +107,9 @@ class Sampler:
 
     def left_after_shutdown(self, timeout: float) -> int:
         """Backends still there after gunicorn exited, polled until none or `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while (left := self.backends()) and time.monotonic() < deadline:
-            time.sleep(0.1)  # poll interval
-        return left
+        with contextlib.suppress(TimeoutError):
+            poll(lambda: self.backends() == 0, timeout=timeout, what="the run's backends gone")
+        return self.backends()
 
 
 def table(without: Outcome, with_: Outcome, workers: int) -> str:
