@@ -223,6 +223,7 @@ def test_solo_pool_works_as_without_forkhooks(
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # the benchmark's script, not a version's behaviour: once, in py311
 def test_bench_script_writes_its_section(dsn: str, redis_socket: Path, tmp_path: Path) -> None:
     """`bench/celery_tasks.py` (smoke: 50 tasks, 1 round) runs end to end and replaces only its own section."""
     import subprocess
