@@ -141,6 +141,7 @@ def with_executor(n: int, parent: Parent, close_first: bool) -> list[dict[str, A
         futures = [executor.submit(child_task, tag) for tag in tags(n)]
         while wait(futures, timeout=0.01).not_done:  # a poll: the parent works meanwhile
             parent.check()
+        parent.check()  # at least once after every child ran: a fast run may finish before the first poll
         return [f.result(timeout=30) for f in futures]
 
 
@@ -152,6 +153,7 @@ def with_mp_pool(n: int, parent: Parent, close_first: bool) -> list[dict[str, An
         while not result.ready():
             parent.check()
             result.wait(0.01)  # a poll: the parent works meanwhile
+        parent.check()  # at least once after every child ran: a fast run may finish before the first poll
         return result.get(timeout=30)
 
 
