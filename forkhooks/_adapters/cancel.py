@@ -64,6 +64,18 @@ def end_backends_of(pid: int, *, log: Log | None = None) -> int:
     return _act(_TERMINATE, f":{pid}@{appname.host_token()}", pid, log or _log)
 
 
+def end_backends_after_death(pid: int, whose: str, log: Log) -> int:
+    """end_backends_of() for a child its supervisor saw die without closing, said in one line; never raises."""
+    try:
+        n = end_backends_of(pid, log=log)
+    except Exception:
+        log.exception("forkhooks: ending %s %s's backends failed; continuing", whose, pid)
+        return 0
+    if n:
+        log.info("forkhooks: %s %s died without closing: ended %d backend(s)", whose, pid, n)
+    return n
+
+
 def _act(function: str, tail: str, pid: int, log: Log) -> int:
     """Call `function` on the backends of process `pid` (names ending with `tail`) on each PostgreSQL server in
     DATABASES, but those another process is seen to hold; the total count."""

@@ -18,7 +18,7 @@ except ImportError:
 
 from .. import _core
 from . import forks
-from .cancel import cancel_queries_of, end_backends_of
+from .cancel import cancel_queries_of, end_backends_after_death
 from .lifecycle import child_started, close_then_die, one_job
 
 __all__ = ["ForkhooksWorkerMixin", "Worker"]
@@ -96,13 +96,7 @@ class ForkhooksWorkerMixin:
         server, holding its locks and a connection slot.
         """
         if retpid:
-            logger = getattr(self, "log", log)
-            try:
-                n = end_backends_of(int(retpid), log=logger)
-                if n:
-                    logger.info("forkhooks: horse %s died without closing: ended %d backend(s)", retpid, n)
-            except Exception:
-                logger.exception("forkhooks: ending horse %s's backends failed; continuing", retpid)
+            end_backends_after_death(int(retpid), "horse", getattr(self, "log", log))
         return super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
 
 
@@ -153,12 +147,7 @@ def patch_worker_pool() -> None:
     def handle_dead_worker_ending_backends(self: Any, worker_data: Any) -> Any:
         exitcode = getattr(getattr(worker_data, "process", None), "exitcode", None)
         if exitcode is not None and exitcode < 0:  # killed by a signal: it closed nothing
-            try:
-                n = end_backends_of(int(worker_data.pid), log=self.log)
-                if n:
-                    self.log.info("forkhooks: worker %s died without closing: ended %d backend(s)", worker_data.pid, n)
-            except Exception:
-                self.log.exception("forkhooks: ending worker %s's backends failed; continuing", worker_data.pid)
+            end_backends_after_death(int(worker_data.pid), "worker", self.log)
         return handle_dead_worker(self, worker_data)
 
     WorkerPool.__init__ = __init__

@@ -19,7 +19,7 @@ from typing import Any
 from .. import _core
 from .._tools.appname import Role
 from . import forks
-from .cancel import cancel_queries_of, end_backends_of
+from .cancel import cancel_queries_of, end_backends_after_death
 from .lifecycle import close_then_die, one_job
 from .patching import wrap_method
 
@@ -106,12 +106,7 @@ def _ending_backends_of_killed(original: Callable[..., Any]) -> Callable[..., An
     def wait_for_job_execution_process(self: Any, *args: Any, **kwargs: Any) -> Any:
         pid, status = result = original(self, *args, **kwargs)
         if pid and status is not None and os.WIFSIGNALED(status):  # killed: it ran no Python, closed nothing
-            try:
-                n = end_backends_of(int(pid), log=log)
-                if n:
-                    log.info("forkhooks: job process %s died without closing: ended %d backend(s)", pid, n)
-            except Exception:
-                log.exception("forkhooks: ending job process %s's backends failed; continuing", pid)
+            end_backends_after_death(int(pid), "job process", log)
         return result
 
     return wait_for_job_execution_process
