@@ -19,13 +19,22 @@ last, so nothing can be proven there: forkhooks acts on nothing and says so once
 Reached directly, a backend whose client end this host's kernel shows held by
 another process (a pooler the clients use, a subprocess that inherited
 PGAPPNAME) is left alone too (forkhooks._tools.clients).
+
+MySQL and MariaDB name no connection, so each process lists its sessions in a
+registry file when it connects (forkhooks._core.mysql); the supervisor reads
+the child's file and sends ``KILL QUERY`` (live child) or ``KILL`` (gone
+child) only for a session the server proves to be that one: the same thread
+id and user, over TCP the same client port, on a server that has not
+restarted since the session was recorded (thread ids start again at 1).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 from typing import Any
 
-from .._core import Log, djangodb
+from .._core import Log, djangodb, mysql
 from .._core import log as _log
 from .._tools import appname, clients
 
@@ -49,8 +58,11 @@ _pooled_said: set[tuple[object, ...]] = set()
 
 
 def cancel_queries_of(pid: int, role: str, *, log: Log | None = None) -> int:
-    """Cancel the running queries of live process `pid` (named with `role`) on each PostgreSQL server; how many."""
-    return _act(_CANCEL, appname.suffix(role, pid), pid, log or _log)
+    """Cancel the running queries of live process `pid` (named with `role`) on each PostgreSQL and MySQL server;
+    how many."""
+    log = log or _log
+    done = _mysql_act(pid, False, log)  # first: it never raises, a PostgreSQL server that fails may
+    return done + _act(_CANCEL, appname.suffix(role, pid), pid, log)
 
 
 def end_backends_of(pid: int, *, log: Log | None = None) -> int:
@@ -60,8 +72,10 @@ def end_backends_of(pid: int, *, log: Log | None = None) -> int:
     """
     if appname.alive(pid):
         return 0
+    log = log or _log
+    done = _mysql_act(pid, True, log)  # first: it never raises, a PostgreSQL server that fails may
     # Any role: a pid names one process of this host, whatever it called itself.
-    return _act(_TERMINATE, f":{pid}@{appname.host_token()}", pid, log or _log)
+    return done + _act(_TERMINATE, f":{pid}@{appname.host_token()}", pid, log)
 
 
 def end_backends_after_death(pid: int, whose: str, log: Log) -> int:
@@ -153,3 +167,167 @@ def _proven(conn: Any, rows: list[Any], pid: int, log: Log) -> list[int]:
             continue  # its client end is closed: not the live process's connection any more
         mine.append(int(backend))
     return mine
+
+
+# -- MySQL and MariaDB: the child's registry file, each session proven on the server ----------------
+
+# A session recorded less than this after the server's computed start is not acted on: Uptime counts
+# whole seconds, and the two clocks (this host's, the server's) may differ a little.
+START_TOLERANCE = 1.0
+_RUNNING = {"Query", "Execute"}  # COMMAND of a session in a statement (not Sleep, not Killed)
+
+
+def _mysql_aliases() -> list[tuple[str, Any]]:
+    handler = djangodb.handler()
+    if handler is None:
+        return []
+    return [(a, handler[a]) for a in djangodb.database_settings() if getattr(handler[a], "vendor", "") == "mysql"]
+
+
+def _mysql_act(pid: int, end: bool, log: Log) -> int:
+    """KILL (end) or KILL QUERY (not end) the sessions process `pid` listed, on each MySQL server in DATABASES, that
+    the server proves to be those; the count. Never raises: a failure is logged in one line."""
+    try:
+        return _mysql_sessions(pid, end, log)
+    except Exception as exc:
+        log.warning("forkhooks: the MySQL sessions of process %d: %s: %s; continuing", pid, type(exc).__name__, exc)
+        return 0
+
+
+def _mysql_sessions(pid: int, end: bool, log: Log) -> int:
+    aliases = _mysql_aliases()
+    if not aliases:
+        return 0
+    registry = mysql.read_registry(pid)
+    if registry is None or not registry.entries:
+        return 0
+    if not end and registry.started is not None and registry.started != mysql.start_time(pid):
+        return 0  # the file of an earlier process with this pid: the live one has not connected yet
+    done = 0
+    servers: set[tuple[str, int, str]] = set()
+    for alias, wrapper in aliases:
+        try:
+            params = dict(wrapper.get_connection_params())
+            server = mysql.server_of(params)
+            if server in servers:
+                continue
+            servers.add(server)
+            entries = [e for e in registry.entries if e.server == server]
+            if entries:
+                done += _kill_sessions(wrapper.Database, params, entries, pid, end, log)
+        except Exception as exc:
+            log.warning(
+                "forkhooks: %s the MySQL sessions of process %d on %r failed (%s: %s); continuing",
+                "ending" if end else "cancelling the queries of",
+                pid,
+                alias,
+                type(exc).__name__,
+                exc,
+            )
+    if end:
+        mysql.remove_registry(registry)
+    return done
+
+
+def _kill_sessions(
+    database: Any, params: dict[str, Any], entries: list[mysql.Entry], pid: int, end: bool, log: Log
+) -> int:
+    """Over one short connection (bounded timeouts, closed at once): prove each entry's session, KILL it; how many."""
+    seconds = max(1, math.ceil(CONNECT_TIMEOUT))
+    params.update(connect_timeout=seconds, read_timeout=seconds, write_timeout=seconds)
+    conn = database.connect(**params)
+    try:
+        cur = conn.cursor()
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
+        uptime = int(cur.fetchone()[1])
+        cur.execute("SELECT UNIX_TIMESTAMP(NOW(6))")
+        started_at = float(cur.fetchone()[0]) - uptime
+        ids = sorted({e.thread_id for e in entries})
+        cur.execute(
+            "SELECT ID, USER, HOST, COMMAND FROM information_schema.PROCESSLIST WHERE ID IN ("
+            + ", ".join(["%s"] * len(ids))
+            + ")",
+            ids,
+        )
+        rows = {int(r[0]): Session(str(r[1]), str(r[2] or ""), str(r[3] or "")) for r in cur.fetchall()}
+        held = _held_tcp_ends() if end and any(e.client for e in entries) else set()
+        done = 0
+        for entry in entries:
+            why = unproven(entry, rows.get(entry.thread_id), started_at, held)
+            if why:
+                if entry.thread_id in rows:  # a session that is gone needs no word
+                    log.info(
+                        "forkhooks: MySQL session %d listed by process %d %s: left alone", entry.thread_id, pid, why
+                    )
+                continue
+            if not end and rows[entry.thread_id].command not in _RUNNING:
+                continue  # idle: no query to cancel (KILL QUERY on an idle session is no-op at best)
+            try:
+                cur.execute(f"{'KILL' if end else 'KILL QUERY'} {int(entry.thread_id)}")
+            except database.OperationalError as exc:  # 1094: it ended in between
+                if exc.args and exc.args[0] == 1094:
+                    continue
+                raise
+            done += 1
+        cur.close()
+        return done
+    finally:
+        conn.close()
+
+
+class Session:
+    """A PROCESSLIST row: the session's user, client HOST (host:port over TCP), COMMAND."""
+
+    __slots__ = ("command", "host", "user")
+
+    def __init__(self, user: str, host: str, command: str) -> None:
+        self.user, self.host, self.command = user, host, command
+
+
+def _ip(text: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def unproven(
+    entry: mysql.Entry, session: Session | None, server_started: float, held: set[tuple[str, int, int]]
+) -> str:
+    """Why `session` (the PROCESSLIST row of the entry's thread id) is not proven to be the entry's; '' if it is.
+
+    Thread ids grow by one per connection from the server's start, so on the same server run
+    the id names that one session; the user and the client's host:port (TCP) must agree too.
+    `held`: this host's TCP client ends some process still holds (local address, port, server port).
+    """
+    if session is None:
+        return "is gone"
+    if entry.connected_at < server_started + START_TOLERANCE:
+        return "was recorded before the server's last start"
+    if session.user != entry.user:
+        return f"now belongs to user {session.user!r}"
+    addr, sep, port = session.host.rpartition(":")
+    if entry.client is None:  # a Unix socket: the server shows 'localhost', no port
+        if sep and port.isdigit():
+            return f"now has a TCP client ({session.host})"
+        return ""
+    if not (sep and port.isdigit() and int(port) == entry.client[1]):
+        return f"now has client {session.host!r}, not port {entry.client[1]}"
+    seen = _ip(addr)
+    mine = _ip(entry.client[0])
+    if seen is not None and mine is not None and seen != mine:
+        return f"now has client {session.host!r}, not {entry.client[0]}"
+    if entry.peer_port is not None and mine is not None and (mine, entry.client[1], entry.peer_port) in held:
+        return "has its client end held by a live process of this host"
+    return ""
+
+
+def _held_tcp_ends() -> set[tuple[str, int, int]]:
+    """(local address, port, remote port) of this host's TCP sockets some process holds (empty without /proc)."""
+    try:
+        return {key for key, inode in clients._tcp_sockets().items() if inode}
+    except (OSError, ValueError):
+        return set()

@@ -18,7 +18,11 @@ def _remember(sender: Any, connection: Any, **kwargs: Any) -> None:
     if connection.vendor == "mysql":
         from .mysql import remember
 
-        remember(connection.connection)
+        try:
+            params = connection.get_connection_params()  # where its registry entry says it connected
+        except Exception:
+            params = None
+        remember(connection.connection, params)
 
 
 def watch() -> None:

@@ -8,11 +8,21 @@ inside the driver, working for this connection, right now.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import socket
 import sys
+import tempfile
+import time
 import weakref
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from . import settings as _settings
+from .sockets import socket_fd
 
 _DRIVERS = ("MySQLdb", "pymysql")
 
@@ -27,10 +37,21 @@ def is_mysql(conn: Any) -> bool:
     return type(conn).__module__.split(".", 1)[0] in _DRIVERS
 
 
-def remember(conn: Any) -> None:
-    """Note a new MySQL connection's server thread id (one C call), for a KILL QUERY later."""
-    if is_mysql(conn):
-        _thread_ids[conn] = int(conn.thread_id())
+def remember(conn: Any, params: dict[str, Any] | None = None) -> None:
+    """Note a new MySQL connection's server thread id (one C call), for a KILL QUERY later.
+
+    With `params` (the driver's connect arguments) it also goes into this process's registry file,
+    for the supervisor that ends its queries if it dies.
+    """
+    if not is_mysql(conn):
+        return
+    _thread_ids[conn] = int(conn.thread_id())
+    if params is not None:
+        try:
+            _entries[conn] = (os.getpid(), _entry(conn, params))
+            write_registry()
+        except Exception as exc:  # the registry is for a supervisor later: never a reason to fail a connect
+            _say_once(f"forkhooks: MySQL registry of process {os.getpid()} not written ({type(exc).__name__}: {exc})")
 
 
 def busy(conn: Any) -> bool:
@@ -71,3 +92,244 @@ def kill_query(wrapper: Any, conn: Any, timeout: float) -> None:
         cursor.close()
     finally:
         killer.close()
+
+
+# -- the registry: the sessions a process holds, for the supervisor that ends them if it dies ---------
+#
+# MySQL has no per-connection name a supervisor could find its child's sessions by (PostgreSQL's
+# application_name): mysqlclient cannot send connection attributes, and MariaDB shows them only with
+# performance_schema on. So each process writes, at each connect (never on the request path), a small
+# file listing its live sessions: `<tmp>/forkhooks-<uid>/mysql/<pid>`. The supervisor reads the file of
+# a child it kills or saw die, and acts only on what the server proves to be that session.
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One session as its process recorded it at connect."""
+
+    thread_id: int
+    host: str
+    port: int
+    unix_socket: str
+    user: str
+    database: str
+    connected_at: float  # wall clock (time.time()) right after the connect
+    client: tuple[str, int] | None = None  # TCP: this end's address and port (getsockname)
+    peer_port: int | None = None  # TCP: the server's port, as this end is connected to it
+
+    @property
+    def server(self) -> tuple[str, int, str]:
+        """The server as the connect arguments named it (compared with an alias's own)."""
+        return (self.host, self.port, self.unix_socket)
+
+
+# conn -> (the pid that connected it, its entry): a forked child inherits the dict, never writes its parent's.
+_entries: weakref.WeakKeyDictionary[Any, tuple[int, Entry]] = weakref.WeakKeyDictionary()
+_said: set[str] = set()
+_pruned_in: list[int] = []
+
+# A dead process's file older than this is removed when another process writes its own: every
+# supervisor acts within seconds of a death; one with none (a plain os.fork) leaves its file, and its
+# sessions were closed by the server long since (unless a query still runs). Kept that long, not
+# forever: a busy host forks many short-lived processes, and each leaves a file.
+STALE_AFTER = 3600.0
+
+
+def _say_once(line: str) -> None:
+    if line not in _said:
+        _said.add(line)
+        _settings.log.warning(line)
+
+
+def server_of(params: dict[str, Any]) -> tuple[str, int, str]:
+    """(host, port, unix socket) from connect arguments (Django's get_connection_params()), normalized."""
+    return (str(params.get("host") or ""), int(params.get("port") or 0), str(params.get("unix_socket") or ""))
+
+
+def _entry(conn: Any, params: dict[str, Any]) -> Entry:
+    host, port, unix_socket = server_of(params)
+    client: tuple[str, int] | None = None
+    peer_port: int | None = None
+    fd = socket_fd(conn)
+    if fd is not None:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                local = sock.getsockname()
+                client = (str(local[0]), int(local[1]))
+                peer_port = int(sock.getpeername()[1])
+    return Entry(
+        thread_id=_thread_ids[conn],
+        host=host,
+        port=port,
+        unix_socket=unix_socket,
+        user=str(params.get("user") or ""),
+        database=str(params.get("database") or params.get("db") or ""),
+        connected_at=time.time(),
+        client=client,
+        peer_port=peer_port,
+    )
+
+
+def registry_dir(uid: int | None = None) -> Path:
+    """Where processes of user `uid` (this one's by default) list their MySQL sessions."""
+    return Path(tempfile.gettempdir()) / f"forkhooks-{os.getuid() if uid is None else uid}" / "mysql"
+
+
+def _private(path: Path, uid: int) -> bool:
+    """`path` is a real directory of `uid`'s that no one else can write: its files can be trusted."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return st.st_uid == uid and (st.st_mode & 0o170000) == 0o040000 and not st.st_mode & 0o022
+
+
+def _own_dir() -> Path:
+    """This user's registry directory, created 0700 on demand; refused if someone else made it."""
+    folder = registry_dir()
+    if not folder.is_dir():
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    uid = os.getuid()
+    if not (_private(folder.parent, uid) and _private(folder, uid)):
+        raise PermissionError(f"{folder} is not a private directory of uid {uid}")
+    return folder
+
+
+def _is_open(conn: Any) -> bool:
+    return bool(getattr(conn, "open", True))  # mysqlclient: an int; PyMySQL: a property
+
+
+def live_entries() -> list[Entry]:
+    """This process's sessions still open, as its registry file lists them (none a parent opened)."""
+    pid = os.getpid()
+    return [entry for conn, (owner, entry) in list(_entries.items()) if owner == pid and _is_open(conn)]
+
+
+def write_registry() -> None:
+    """(Re)write this process's registry file with its live sessions (tmp file + rename); none: remove it."""
+    pid = os.getpid()
+    entries = live_entries()
+    folder = _own_dir()
+    path = folder / str(pid)
+    if not entries:
+        path.unlink(missing_ok=True)
+        return
+    record = {"pid": pid, "started": start_time(pid), "connections": [asdict(e) for e in entries]}
+    tmp = folder / f".{pid}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+    os.replace(tmp, path)
+    if not _pruned_in or _pruned_in[0] != pid:
+        _pruned_in[:] = [pid]
+        _prune(folder)
+
+
+def forget_registry() -> None:
+    """After a close: rewrite this process's file without the sessions it closed (removed when none is left)."""
+    try:
+        if any(owner == os.getpid() for owner, _ in list(_entries.values())):
+            write_registry()
+    except Exception as exc:
+        _say_once(f"forkhooks: MySQL registry of process {os.getpid()} not updated ({type(exc).__name__}: {exc})")
+
+
+def _prune(folder: Path) -> None:
+    """Remove files of dead processes older than STALE_AFTER (once per process, at its first write)."""
+    now = time.time()
+    for item in os.scandir(folder):
+        if not item.name.isdigit():
+            continue
+        try:
+            if now - item.stat(follow_symlinks=False).st_mtime > STALE_AFTER and not _alive(int(item.name)):
+                os.unlink(item.path)
+        except OSError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (/proc/<pid>/stat), None where unknown.
+
+    Tells a process from a later one that got the same pid.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+        return int(raw[raw.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What one process's file says: its pid, its start time, its sessions."""
+
+    pid: int
+    started: int | None
+    entries: list[Entry]
+    path: Path | None = None
+
+
+def read_registry(pid: int) -> Registry | None:
+    """Process `pid`'s registry file (this user's, or the live process's user's), None when absent or unreadable."""
+    uids = [os.getuid()]
+    try:
+        owner = os.stat(f"/proc/{pid}").st_uid
+        if owner not in uids:
+            uids.append(owner)
+    except OSError:
+        pass
+    for uid in uids:
+        folder = registry_dir(uid)
+        if not (_private(folder.parent, uid) and _private(folder, uid)):
+            continue
+        try:
+            with open(folder / str(pid)) as f:
+                found = parse_registry(json.load(f), pid)
+        except (OSError, ValueError):
+            continue
+        if found is not None:
+            return Registry(found.pid, found.started, found.entries, folder / str(pid))
+    return None
+
+
+def parse_registry(record: Any, pid: int) -> Registry | None:
+    """A registry file's JSON as a Registry; None for one that is not a valid file of `pid`."""
+    if not isinstance(record, dict) or record.get("pid") != pid or not isinstance(record.get("connections"), list):
+        return None
+    entries = []
+    for raw in record["connections"]:
+        try:
+            client = raw.get("client")
+            entries.append(
+                Entry(
+                    thread_id=int(raw["thread_id"]),
+                    host=str(raw["host"]),
+                    port=int(raw["port"]),
+                    unix_socket=str(raw["unix_socket"]),
+                    user=str(raw["user"]),
+                    database=str(raw.get("database", "")),
+                    connected_at=float(raw["connected_at"]),
+                    client=(str(client[0]), int(client[1])) if client else None,
+                    peer_port=None if raw.get("peer_port") is None else int(raw["peer_port"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            continue  # one bad entry: the others still count
+    started = record.get("started")
+    return Registry(pid, started if isinstance(started, int) else None, entries)
+
+
+def remove_registry(registry: Registry) -> None:
+    """Remove the file `registry` was read from (its process gone, its sessions ended)."""
+    if registry.path is not None:
+        registry.path.unlink(missing_ok=True)

@@ -145,6 +145,8 @@ def _close(log: Log, who: str, timeout: float) -> Report:
     for obj in _guarded_list(_tracked.tracked, report, log, "listing tracked pools"):
         with _guard(report, log, f"closing tracked {_tracked.name(obj)}"):
             report.pools += _tracked.close(obj, timeout)
+    # The MySQL sessions closed leave this process's registry file (gone with the last one).
+    _mysql.forget_registry()
     return _finish(report, log, who)
 
 
