@@ -34,6 +34,9 @@ def child_started(*, log: Log | None = None, who: str = Role.WORKER) -> Report:
 
 def worker_ready(*, log: Log | None = None, who: str = Role.WORKER, timeout: float | None = None) -> Report:
     """A worker loaded its app: redo per-greenlet state if gevent patched it, then warm its pools."""
+    # A worker that loads the app itself (no --preload, uWSGI's lazy-apps) imported Django only now:
+    # from here on its connections are remembered (MySQL: in the registry its supervisor reads).
+    djangodb.watch()
     if greenlets.patched():
         greenlets.after_patch(log=log, who=who)
     return _core.warm(log=log, who=who, timeout=timeout)

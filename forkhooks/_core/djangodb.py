@@ -31,7 +31,21 @@ def watch() -> None:
         return
     from django.db.backends.signals import connection_created
 
+    if _watching:
+        return
     connection_created.connect(_remember, weak=False, dispatch_uid="forkhooks.remember")
+    _watching.append(True)
+    # Connections this thread opened before (an app that queries as it loads, in a worker that loads it
+    # itself): remembered now, as if at their connect.
+    for wrapper in current_thread_wrappers():
+        if wrapper.connection is not None:
+            try:
+                _remember(None, wrapper)
+            except Exception:  # a broken connection: nothing to remember
+                pass
+
+
+_watching: list[bool] = []  # the receiver is connected (a forked child inherits it, and this)
 
 
 def handler() -> Any | None:
