@@ -2,7 +2,8 @@
 
 No server process here but MariaDB: a "child" is a Python process with the MySQL site that holds a
 session in SELECT SLEEP(30); the "supervisor" is another process that calls cancel.end_backends_of or
-cancel_queries_of, as gunicorn's master, Celery's main process or RQ's worker do.
+cancel_queries_of, as gunicorn's master, Celery's main process or RQ's worker do. The child's query waits
+for a row lock the test holds (tests/mysqlreap.py: MariaDB's SLEEP() would end by itself once its client is gone).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from forkhooks.demo.loadgen import Results
 from . import mariadb
 from .harness import PYTHON, ROOT
 from .jobrunners import comes_true
+from .mysqlreap import exists, row_lock  # noqa: F401  (row_lock: a fixture)
+from .project.mysqlreap_jobs import LOCKED
 from .record import record
 from .servers import poll
 
@@ -35,8 +38,8 @@ SETTINGS = "tests.project.mysqlsite.settings"
 GONE_WITHIN = 3.0
 CONTROL_WATCH = 5.0
 
-# A child: Django on the MySQL site, forkhooks watching its connections (install()), one session in SLEEP(30).
-# It prints its session id, then what SLEEP did, its session id again, and whether its registry file is
+# A child: Django on the MySQL site, forkhooks watching its connections (install()), one session stuck in a lock
+# wait. It prints its session id, then how the wait ended, its session id again, and whether its registry file is
 # still there after forkhooks.close().
 CHILD = """
 import os, sys, django
@@ -45,13 +48,13 @@ import forkhooks
 forkhooks.install()
 from django.db import connection
 from forkhooks._core import mysql
-from forkhooks.demo.loadgen import Results
+from tests.project.mysqlreap_jobs import LOCKED
 with connection.cursor() as cur:
     cur.execute("SELECT CONNECTION_ID()")
     print(cur.fetchone()[0], flush=True)
     try:
-        cur.execute("SELECT SLEEP(30)")
-        print("slept", cur.fetchone()[0], flush=True)
+        cur.execute(LOCKED)
+        print("locked", cur.fetchall(), flush=True)
     except Exception as exc:
         print("interrupted", type(exc).__name__, flush=True)
     cur.execute("SELECT CONNECTION_ID()")
@@ -78,7 +81,6 @@ import forkhooks
 forkhooks.install()
 from django.db import connection
 from forkhooks._core import mysql
-from forkhooks.demo.loadgen import Results
 
 def mine():
     with connection.cursor() as cur:
@@ -133,19 +135,13 @@ def supervise(mysql_dsn: str, action: str, pid: int, said: str = "") -> int:
 
 
 def sleeping(mysql_dsn: str, session: int) -> bool:
-    """Whether session `session` is in SLEEP on the server."""
+    """Whether session `session` is in the stuck query (a child's), or in SLEEP (this test's own sleepers)."""
     with mariadb.connect(mysql_dsn) as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT count(*) FROM information_schema.processlist WHERE id = %s AND info LIKE 'SELECT SLEEP%%'",
-            [session],
+            "SELECT count(*) FROM information_schema.processlist WHERE id = %s"
+            " AND (info LIKE 'SELECT SLEEP%%' OR info = %s)",
+            [session, LOCKED],
         )
-        return bool(cur.fetchone()[0])
-
-
-def exists(mysql_dsn: str, session: int) -> bool:
-    """Whether session `session` is on the server at all."""
-    with mariadb.connect(mysql_dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM information_schema.processlist WHERE id = %s", [session])
         return bool(cur.fetchone()[0])
 
 
@@ -168,7 +164,7 @@ class Child:
         assert self.proc.stdout is not None
         self.pid = self.proc.pid
         self.session = int(self.proc.stdout.readline())
-        poll(lambda: sleeping(mysql_dsn, self.session), timeout=10, what="the child's SLEEP(30)")
+        poll(lambda: sleeping(mysql_dsn, self.session), timeout=10, what="the child's stuck query")
 
     def registry_path(self) -> Path:
         """Its registry file."""
@@ -245,8 +241,9 @@ class Sleeper(threading.Thread):
 # -- 4. safety ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("row_lock")
 def test_a_dead_childs_session_is_ended_and_its_file_removed(mysql_dsn: str) -> None:
-    """A child SIGKILLed in SLEEP(30): end_backends_of(pid) KILLs its session (gone within 3 s), removes its file.
+    """A child SIGKILLed mid-query: end_backends_of(pid) KILLs its session (gone within 3 s), removes its file.
 
     Control first: the same file with a connect time before the server's start: nothing is killed.
     """
@@ -316,8 +313,9 @@ def test_a_session_that_is_not_the_dead_childs_is_left_alone(mysql_dsn: str) -> 
             s.join(10)
 
 
+@pytest.mark.usefixtures("row_lock")
 def test_a_live_childs_sessions_are_not_ended_and_its_query_is_cancelled_not_its_session(mysql_dsn: str) -> None:
-    """end_backends_of(live pid): nothing. cancel_queries_of(live pid): its SLEEP ends, its session goes on;
+    """end_backends_of(live pid): nothing. cancel_queries_of(live pid): its query ends, its session goes on;
     a clean close at the end removes its registry file."""
     with child(mysql_dsn) as c:
         assert c.registry_path().exists()
@@ -329,7 +327,8 @@ def test_a_live_childs_sessions_are_not_ended_and_its_query_is_cancelled_not_its
         took = round(time.monotonic() - t0, 2)
         rest = c.rest()
     record("mysql-reaping", "cancel-live-child", Results(), cancelled_s=took)
-    assert rest[1] == str(c.session), rest  # the same session ran its next query
+    assert rest[0].startswith("interrupted"), rest  # its query was cancelled...
+    assert rest[1] == str(c.session), rest  # ...and the same session ran its next query
     assert rest[-1] == "file False", rest
 
 

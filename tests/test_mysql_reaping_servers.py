@@ -14,7 +14,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,35 +23,19 @@ from forkhooks._core import mysql
 from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
 
-from . import mariadb
 from .harness import PYTHON
 from .jobrunners import WorkerProcess, client, comes_true
+from .mysqlreap import end_stuck, exists, row_lock, stuck_sessions  # noqa: F401  (row_lock: a fixture)
 from .project import jobs
-from .project.mysqlreap_jobs import LOCKED, TABLE
 from .record import record
 from .servers import Server, children, gunicorn, poll, start, wait_workers
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("row_lock")]
 
 SETTINGS = "tests.project.mysqlreap_settings"
 WSGI = "tests.project.mysqlsite.wsgi:application"
 GONE_WITHIN = 3.0
 CONTROL_WATCH = 5.0
-
-
-@pytest.fixture
-def row_lock(mysql_dsn: str) -> Iterator[None]:
-    """The test holds row 1 of the table the stuck query locks (FOR UPDATE), for the test's length."""
-    conn = mariadb.connect(mysql_dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id INT PRIMARY KEY) ENGINE=InnoDB")
-            cur.execute(f"INSERT IGNORE INTO {TABLE} VALUES (1)")
-            cur.execute("BEGIN")
-            cur.execute(f"SELECT id FROM {TABLE} WHERE id = 1 FOR UPDATE")
-        yield
-    finally:
-        conn.close()
 
 
 def site_env(mysql_dsn: str, driver: str, reap: bool) -> dict[str, str]:
@@ -61,30 +44,6 @@ def site_env(mysql_dsn: str, driver: str, reap: bool) -> dict[str, str]:
     if not reap:
         env["FORKHOOKS_TEST_MYSQL_REAP"] = "0"
     return env
-
-
-def stuck_sessions(mysql_dsn: str) -> list[int]:
-    """Sessions in the stuck query (waiting for the row lock)."""
-    with mariadb.connect(mysql_dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT id FROM information_schema.processlist WHERE info = %s", [LOCKED])
-        return [int(r[0]) for r in cur.fetchall()]
-
-
-def exists(mysql_dsn: str, session: int) -> bool:
-    """Whether session `session` is on the server."""
-    with mariadb.connect(mysql_dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM information_schema.processlist WHERE id = %s", [session])
-        return bool(cur.fetchone()[0])
-
-
-def end_stuck(mysql_dsn: str) -> None:
-    """KILL every session still in the stuck query (a control's): never left to the next test."""
-    with mariadb.connect(mysql_dsn) as conn, conn.cursor() as cur:
-        for session in stuck_sessions(mysql_dsn):
-            try:
-                cur.execute(f"KILL {session}")
-            except Exception:
-                pass
 
 
 def kill_and_watch(mysql_dsn: str, pid: int, session: int, reap: bool) -> float | None:
@@ -119,7 +78,7 @@ GUNICORN = [
 
 @pytest.mark.parametrize(("case", "reap", "preload"), GUNICORN, ids=[c[0] for c in GUNICORN])
 def test_gunicorn_sigkilled_worker_session_ends(
-    case: str, reap: bool, preload: list[str], mysql_dsn: str, row_lock: None, tmp_path: Path
+    case: str, reap: bool, preload: list[str], mysql_dsn: str, tmp_path: Path
 ) -> None:
     """SIGKILL the sync worker stuck in a query: its session is gone within 3 s and the master says so in one
     line. Control (reaping off): still waiting 5 s after the kill."""
@@ -186,7 +145,7 @@ def announced(sock: Path, mysql_dsn: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize("reap", [True, False], ids=["forkhooks.celery", "control"])
 def test_celery_sigkilled_pool_process_session_ends(
-    reap: bool, mysql_dsn: str, row_lock: None, redis_socket: Path, tmp_path: Path
+    reap: bool, mysql_dsn: str, redis_socket: Path, tmp_path: Path
 ) -> None:
     """A pool process SIGKILLed mid-query: the main process ends its session within 3 s (control: runs on)."""
     from celery import Celery
@@ -216,7 +175,7 @@ def test_celery_sigkilled_pool_process_session_ends(
 
 @pytest.mark.parametrize("reap", [True, False], ids=["forkhooks.celery", "control"])
 def test_celery_hard_time_limit_cancels_the_query(
-    reap: bool, mysql_dsn: str, row_lock: None, redis_socket: Path, tmp_path: Path
+    reap: bool, mysql_dsn: str, redis_socket: Path, tmp_path: Path
 ) -> None:
     """A task stuck in a query hits its 2 s hard time limit: its query is gone within 3 s of the limit
     (cancelled by the main process, then the killed process's session ended). Control: it runs on 5 s."""
@@ -253,9 +212,7 @@ def test_celery_hard_time_limit_cancels_the_query(
 
 
 @pytest.mark.parametrize("reap", [True, False], ids=["forkhooks.rq", "control"])
-def test_rq_sigkilled_horse_session_ends(
-    reap: bool, mysql_dsn: str, row_lock: None, redis_socket: Path, tmp_path: Path
-) -> None:
+def test_rq_sigkilled_horse_session_ends(reap: bool, mysql_dsn: str, redis_socket: Path, tmp_path: Path) -> None:
     """A horse SIGKILLed mid-query: the worker ends its session within 3 s (control: it runs on 5 s)."""
     client(redis_socket).flushall()
     queue = rq.Queue("default", connection=client(redis_socket))
