@@ -128,11 +128,13 @@ _entries: weakref.WeakKeyDictionary[Any, tuple[int, Entry]] = weakref.WeakKeyDic
 _said: set[str] = set()
 _pruned_in: list[int] = []
 
-# A dead process's file older than this is removed when another process writes its own: every
-# supervisor acts within seconds of a death; one with none (a plain os.fork) leaves its file, and its
-# sessions were closed by the server long since (unless a query still runs). Kept that long, not
-# forever: a busy host forks many short-lived processes, and each leaves a file.
-STALE_AFTER = 3600.0
+# A dead process's file is removed when another process of this user writes its own for the first time
+# (one directory scan per process), once no supervisor can want it: its parent (the supervisor of a
+# gunicorn worker, a Celery pool process, an RQ horse) is gone too, or the file is older than this. A
+# supervisor reads the file within moments of the death (it reaps, then acts), so a long-lived child
+# with a live parent keeps its file that long; a plain os.fork child that exits without forkhooks'
+# close leaves its file until then (it is a few hundred bytes; a later process with its pid overwrites it).
+STALE_AFTER = 86400.0
 
 
 def _say_once(line: str) -> None:
@@ -214,9 +216,16 @@ def write_registry() -> None:
     if not entries:
         path.unlink(missing_ok=True)
         return
-    record = {"pid": pid, "started": start_time(pid), "connections": [asdict(e) for e in entries]}
+    parent = os.getppid()
+    record = {
+        "pid": pid,
+        "started": _own_start(pid),
+        "parent": parent,
+        "parent_started": start_time(parent),
+        "connections": [asdict(e) for e in entries],
+    }
     tmp = folder / f".{pid}.tmp"
-    with open(tmp, "w") as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         json.dump(record, f)
     os.replace(tmp, path)
     if not _pruned_in or _pruned_in[0] != pid:
@@ -234,16 +243,37 @@ def forget_registry() -> None:
 
 
 def _prune(folder: Path) -> None:
-    """Remove files of dead processes older than STALE_AFTER (once per process, at its first write)."""
+    """Remove the files of dead processes no supervisor can want (see STALE_AFTER)."""
     now = time.time()
     for item in os.scandir(folder):
-        if not item.name.isdigit():
+        if not item.name.isdigit() or _alive(int(item.name)):
             continue
         try:
-            if now - item.stat(follow_symlinks=False).st_mtime > STALE_AFTER and not _alive(int(item.name)):
+            if now - item.stat(follow_symlinks=False).st_mtime > STALE_AFTER or not _parent_lives(item.path):
                 os.unlink(item.path)
         except OSError:
             continue
+
+
+def _parent_lives(path: str) -> bool:
+    """Whether the parent a registry file names is still that process (a supervisor that may read it)."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        parent, started = int(record["parent"]), record.get("parent_started")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # not a file this forkhooks writes: no one reads it
+    return parent > 1 and _alive(parent) and (started is None or started == start_time(parent))
+
+
+_own: list[tuple[int, int | None]] = []
+
+
+def _own_start(pid: int) -> int | None:
+    """start_time() of this process, read once per process."""
+    if not _own or _own[0][0] != pid:
+        _own[:] = [(pid, start_time(pid))]
+    return _own[0][1]
 
 
 def _alive(pid: int) -> bool:

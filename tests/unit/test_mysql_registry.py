@@ -180,20 +180,31 @@ def test_a_registry_directory_someone_else_can_write_is_refused(private_tmp: Pat
     peer.close()
 
 
-def test_the_first_write_prunes_old_files_of_dead_processes_only(private_tmp: Path) -> None:
-    """Files of dead pids older than STALE_AFTER go; a fresh one and a live process's old one stay."""
+def test_the_first_write_prunes_the_files_no_supervisor_can_want(private_tmp: Path) -> None:
+    """A dead pid's file goes once its parent is gone too, or once it is older than STALE_AFTER; a dead pid's file
+    whose parent lives (its supervisor may be about to read it), and a live process's old file, stay."""
     folder = mysql.registry_dir()
     folder.mkdir(parents=True, mode=0o700)
     os.chmod(folder.parent, 0o700)
     dead = no_such_pid()
+    me = {"parent": os.getpid(), "parent_started": mysql.start_time(os.getpid())}
+    files = {
+        "1": ({"parent": 0}, True),  # pid 1 lives: kept, however old
+        str(dead): (me, True),  # dead, its parent (this process) lives: kept
+        str(dead + 1): ({"parent": dead + 5, "parent_started": 1}, False),  # dead, parent gone: removed
+        str(dead + 2): ({**me, "parent_started": 1}, False),  # dead, its parent's pid now another process's
+        str(dead + 3): (me, False),  # dead, parent lives, but older than STALE_AFTER: removed
+    }
     old = time.time() - mysql.STALE_AFTER - 60
-    for name in (str(dead), "1"):  # pid 1 is alive
-        (folder / name).write_text("{}")
-        os.utime(folder / name, (old, old))
-    (folder / str(dead + 1)).write_text("{}")  # no such pid, but fresh
+    for name, (record, _) in files.items():
+        (folder / name).write_text(json.dumps({"pid": int(name), "connections": [], **record}))
+        if name in ("1", str(dead + 3)):
+            os.utime(folder / name, (old, old))
     conn, peer = fake_connection(5)
     mysql.remember(conn, PARAMS)
-    assert sorted(p.name for p in folder.iterdir()) == sorted(["1", str(dead + 1), str(os.getpid())])
+    kept = {name for name, (_, stays) in files.items() if stays} | {str(os.getpid())}
+    assert {p.name for p in folder.iterdir()} == kept
+    assert oct((folder / str(os.getpid())).stat().st_mode & 0o777) == oct(0o600)
     peer.close()
 
 
