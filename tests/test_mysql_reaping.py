@@ -352,3 +352,42 @@ def test_a_forked_child_lists_its_own_sessions_never_its_parents(driver: str, my
     assert [e["thread_id"] for e in parent["file"]["connections"]] == [parent["session"]], parent
     assert parent["after"] == parent["file"], "the child changed its parent's file"
     (mysql.registry_dir() / str(parent["pid"])).unlink(missing_ok=True)  # the parent exited without closing
+
+
+# -- forkhooks connections on MySQL --------------------------------------------------------------------
+
+
+def connections(mysql_dsn: str) -> tuple[int, str]:
+    """`forkhooks connections --settings <the MySQL site>`: (exit status, its report)."""
+    done = subprocess.run(
+        [PYTHON, "-m", "forkhooks", "connections", "--settings", SETTINGS],
+        cwd=ROOT,
+        env=env(mysql_dsn),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, done.stdout
+
+
+def owner_line(report: str, pid: int) -> str:
+    """The report's line of process `pid` ('' when it has none)."""
+    return next((line for line in report.splitlines() if line.startswith(f"pid {pid} (")), "")
+
+
+@pytest.mark.usefixtures("row_lock")
+def test_connections_lists_sessions_by_owner_and_flags_a_dead_childs_as_orphan(mysql_dsn: str) -> None:
+    """A live child's session is listed under its pid, no flag; once SIGKILLed: ORPHAN, exit 1; once its supervisor
+    ended it: gone from the report. (Control: the live child is not flagged.)"""
+    with child(mysql_dsn) as c:
+        _, live = connections(mysql_dsn)
+        assert owner_line(live, c.pid).endswith(": 1 backend(s)"), live
+        c.kill()
+        code, dead = connections(mysql_dsn)
+        assert owner_line(dead, c.pid) == f"pid {c.pid} (gone): 1 backend(s)  [ORPHAN: owner pid gone]", dead
+        assert code == 1
+        assert supervise(mysql_dsn, "end", c.pid) == 1
+        poll(lambda: not exists(mysql_dsn, c.session), timeout=GONE_WITHIN, what="the orphan ended")
+        _, after = connections(mysql_dsn)
+        assert owner_line(after, c.pid) == "", after

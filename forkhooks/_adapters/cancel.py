@@ -30,7 +30,6 @@ restarted since the session was recorded (thread ids start again at 1).
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from typing import Any
 
@@ -171,9 +170,6 @@ def _proven(conn: Any, rows: list[Any], pid: int, log: Log) -> list[int]:
 
 # -- MySQL and MariaDB: the child's registry file, each session proven on the server ----------------
 
-# A session recorded less than this after the server's computed start is not acted on: Uptime counts
-# whole seconds, and the two clocks (this host's, the server's) may differ a little.
-START_TOLERANCE = 1.0
 _RUNNING = {"Query", "Execute"}  # COMMAND of a session in a statement (not Sleep, not Killed)
 
 
@@ -249,11 +245,11 @@ def _kill_sessions(
             + ")",
             ids,
         )
-        rows = {int(r[0]): Session(str(r[1]), str(r[2] or ""), str(r[3] or "")) for r in cur.fetchall()}
+        rows = {int(r[0]): mysql.Session(str(r[1]), str(r[2] or ""), str(r[3] or "")) for r in cur.fetchall()}
         held = _held_tcp_ends() if end and any(e.client for e in entries) else set()
         done = 0
         for entry in entries:
-            why = unproven(entry, rows.get(entry.thread_id), started_at, held)
+            why = mysql.unproven(entry, rows.get(entry.thread_id), started_at, held)
             if why:
                 if entry.thread_id in rows:  # a session that is gone needs no word
                     log.info(
@@ -273,56 +269,6 @@ def _kill_sessions(
         return done
     finally:
         conn.close()
-
-
-class Session:
-    """A PROCESSLIST row: the session's user, client HOST (host:port over TCP), COMMAND."""
-
-    __slots__ = ("command", "host", "user")
-
-    def __init__(self, user: str, host: str, command: str) -> None:
-        self.user, self.host, self.command = user, host, command
-
-
-def _ip(text: str) -> str | None:
-    try:
-        ip = ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return str(ip)
-
-
-def unproven(
-    entry: mysql.Entry, session: Session | None, server_started: float, held: set[tuple[str, int, int]]
-) -> str:
-    """Why `session` (the PROCESSLIST row of the entry's thread id) is not proven to be the entry's; '' if it is.
-
-    Thread ids grow by one per connection from the server's start, so on the same server run
-    the id names that one session; the user and the client's host:port (TCP) must agree too.
-    `held`: this host's TCP client ends some process still holds (local address, port, server port).
-    """
-    if session is None:
-        return "is gone"
-    if entry.connected_at < server_started + START_TOLERANCE:
-        return "was recorded before the server's last start"
-    if session.user != entry.user:
-        return f"now belongs to user {session.user!r}"
-    addr, sep, port = session.host.rpartition(":")
-    if entry.client is None:  # a Unix socket: the server shows 'localhost', no port
-        if sep and port.isdigit():
-            return f"now has a TCP client ({session.host})"
-        return ""
-    if not (sep and port.isdigit() and int(port) == entry.client[1]):
-        return f"now has client {session.host!r}, not port {entry.client[1]}"
-    seen = _ip(addr)
-    mine = _ip(entry.client[0])
-    if seen is not None and mine is not None and seen != mine:
-        return f"now has client {session.host!r}, not {entry.client[0]}"
-    if entry.peer_port is not None and mine is not None and (mine, entry.client[1], entry.peer_port) in held:
-        return "has its client end held by a live process of this host"
-    return ""
 
 
 def _held_tcp_ends() -> set[tuple[str, int, int]]:

@@ -8,6 +8,7 @@ inside the driver, working for this connection, right now.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -363,3 +364,58 @@ def remove_registry(registry: Registry) -> None:
     """Remove the file `registry` was read from (its process gone, its sessions ended)."""
     if registry.path is not None:
         registry.path.unlink(missing_ok=True)
+
+
+# -- the proof a supervisor asks of a session before it acts on it ------------------------------------
+
+# A session recorded less than this after the server's computed start is not acted on: Uptime counts
+# whole seconds, and the two clocks (this host's, the server's) may differ a little.
+START_TOLERANCE = 1.0
+
+
+class Session:
+    """A PROCESSLIST row: the session's user, client HOST (host:port over TCP), COMMAND."""
+
+    __slots__ = ("command", "host", "user")
+
+    def __init__(self, user: str, host: str, command: str) -> None:
+        self.user, self.host, self.command = user, host, command
+
+
+def _ip(text: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def unproven(entry: Entry, session: Session | None, server_started: float, held: set[tuple[str, int, int]]) -> str:
+    """Why `session` (the PROCESSLIST row of the entry's thread id) is not proven to be the entry's; '' if it is.
+
+    Thread ids grow by one per connection from the server's start, so on the same server run
+    the id names that one session; the user and the client's host:port (TCP) must agree too.
+    `held`: this host's TCP client ends some process still holds (local address, port, server port).
+    """
+    if session is None:
+        return "is gone"
+    if entry.connected_at < server_started + START_TOLERANCE:
+        return "was recorded before the server's last start"
+    if session.user != entry.user:
+        return f"now belongs to user {session.user!r}"
+    addr, sep, port = session.host.rpartition(":")
+    if entry.client is None:  # a Unix socket: the server shows 'localhost', no port
+        if sep and port.isdigit():
+            return f"now has a TCP client ({session.host})"
+        return ""
+    if not (sep and port.isdigit() and int(port) == entry.client[1]):
+        return f"now has client {session.host!r}, not port {entry.client[1]}"
+    seen = _ip(addr)
+    mine = _ip(entry.client[0])
+    if seen is not None and mine is not None and seen != mine:
+        return f"now has client {session.host!r}, not {entry.client[0]}"
+    if entry.peer_port is not None and mine is not None and (mine, entry.client[1], entry.peer_port) in held:
+        return "has its client end held by a live process of this host"
+    return ""

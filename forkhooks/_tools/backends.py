@@ -29,14 +29,24 @@ transaction" and the no-verdict lines are notes); 2 and 3 for usage errors
 and an unreachable server.
 Proof needs /proc and ``ss`` (iproute2), as root or as the user of both the
 clients and the server for Unix sockets.
+
+MySQL/MariaDB (a Django alias with the MySQL backend, --settings): sessions
+carry no name, so the owner is the process of this host whose registry file
+lists the session (forkhooks._core.mysql). ORPHAN: that process is gone and the
+server proves the session is the one it recorded (the same thread id and user,
+over TCP the same client port not held by any live process here, on the same
+server run), as the supervisor's own check before it ends one. A session no
+registry lists is shown without a verdict; no session is called a master's.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._core import mysql as _mysql
 from .._core import settings as _settings
 from .appname import Owner as Named
 from .appname import Role, alive, ours, parse
@@ -159,7 +169,9 @@ HELP = "list the server's backends grouped by owner process; flag orphans, idle 
 
 def add_arguments(parser: Any) -> None:
     """Options of `forkhooks connections`."""
-    parser.add_argument("--dsn", help="libpq DSN of the server (else FORKHOOKS_DSN, else Django settings)")
+    parser.add_argument(
+        "--dsn", help="libpq DSN of the server (else FORKHOOKS_DSN, else Django settings; MySQL: settings only)"
+    )
     parser.add_argument("--settings", help="Django settings module to take the server from")
     parser.add_argument("--alias", default="default", help="Django database alias (with --settings)")
 
@@ -219,6 +231,10 @@ def run(args: Any) -> int:
         if problem:
             print(f"forkhooks connections: {problem}", file=sys.stderr)
             return USAGE
+        from django.db import connections
+
+        if getattr(connections[args.alias], "vendor", "") == "mysql":
+            return run_mysql(connections[args.alias])
     try:
         conn = _connect(args)
     except Exception as exc:
@@ -233,3 +249,94 @@ def run(args: Any) -> int:
         print(POOLED)
     print(render(owners))
     return ALARMING if any(VERDICTS & set(o.flags) for o in owners) else CLEAN
+
+
+# -- MySQL/MariaDB: sessions by the registry files of this host's processes ----------------------------
+
+_MYSQL_QUERY = """
+SELECT p.ID, p.USER, p.HOST, p.COMMAND, p.TIME, t.trx_id IS NOT NULL
+FROM information_schema.PROCESSLIST p
+LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID
+WHERE p.ID <> CONNECTION_ID() AND p.COMMAND <> 'Daemon'
+ORDER BY p.ID
+"""
+
+
+def _registered(server: tuple[str, int, str]) -> dict[int, tuple[int, Any]]:
+    """thread id -> (pid, entry) from this user's registry files, for sessions on `server`."""
+    found: dict[int, tuple[int, Any]] = {}
+    folder = _mysql.registry_dir()
+    try:
+        names = [n for n in os.listdir(folder) if n.isdigit()]
+    except OSError:
+        return found
+    for name in names:
+        registry = _mysql.read_registry(int(name))
+        for entry in registry.entries if registry else []:
+            if entry.server == server:
+                found[entry.thread_id] = (int(name), entry)
+    return found
+
+
+def group_mysql(
+    rows: list[tuple[Any, ...]], registered: dict[int, tuple[int, Any]], server_started: float
+) -> list[Owner]:
+    """Group PROCESSLIST rows (id, user, host, command, time, in a transaction) by the process that registered them;
+    flag the proven orphans."""
+    held = _held_tcp_ends() if any(e.client for _, e in registered.values()) else set()
+    owners: dict[str, Owner] = {}
+    for session, user, host, command, seconds, in_trx in rows:
+        sid = int(session)
+        idle = command == "Sleep"
+        state = "idle in transaction" if idle and in_trx else ("idle" if idle else str(command).lower())
+        b = Backend(sid, "", state, str(host or ""), float(seconds or 0))
+        if sid not in registered:
+            owner = owners.setdefault("(no registry lists it)", Owner("(no registry lists it)"))
+        else:
+            pid, entry = registered[sid]
+            gone = not alive(pid)
+            key = f"pid {pid} ({'gone' if gone else comm(pid)})"
+            owner = owners.setdefault(key, Owner(key))
+            if gone:
+                why = _mysql.unproven(
+                    entry, _mysql.Session(str(user), str(host or ""), str(command)), server_started, held
+                )
+                _flag(owner, ORPHAN if not why else f"owner pid gone, unverified: session {why}; no verdict")
+        owner.backends.append(b)
+        if state == "idle in transaction":
+            _flag(owner, "idle in transaction")
+    return list(owners.values())
+
+
+def _held_tcp_ends() -> set[tuple[str, int, int]]:
+    """(local address, port, remote port) of this host's TCP sockets some process holds (empty without /proc)."""
+    from . import clients
+
+    try:
+        return {key for key, inode in clients._tcp_sockets().items() if inode}
+    except (OSError, ValueError):
+        return set()
+
+
+def run_mysql(wrapper: Any) -> int:
+    """`forkhooks connections` on a MySQL/MariaDB alias: sessions by owner process, proven orphans flagged."""
+    params = dict(wrapper.get_connection_params())
+    params.update(connect_timeout=5, read_timeout=10, write_timeout=10)
+    try:
+        conn = wrapper.Database.connect(**params)
+    except Exception as exc:
+        print(f"forkhooks connections: cannot connect: {error_text(exc)}", file=sys.stderr)
+        return UNREACHABLE
+    try:
+        cur = conn.cursor()
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
+        uptime = int(cur.fetchone()[1])
+        cur.execute("SELECT UNIX_TIMESTAMP(NOW(6))")
+        started = float(cur.fetchone()[0]) - uptime
+        cur.execute(_MYSQL_QUERY)
+        rows = list(cur.fetchall())
+    finally:
+        conn.close()
+    owners = group_mysql(rows, _registered(_mysql.server_of(params)), started)
+    print(render(owners))
+    return ALARMING if any(ORPHAN in o.flags for o in owners) else CLEAN

@@ -14,8 +14,8 @@ from typing import Any
 import pymysql
 import pytest
 
-from forkhooks._adapters.cancel import START_TOLERANCE, Session, unproven
 from forkhooks._core import mysql
+from forkhooks._core.mysql import START_TOLERANCE, Session, unproven
 
 pytestmark = pytest.mark.unit
 
