@@ -194,10 +194,12 @@ def test_the_first_write_prunes_the_files_no_supervisor_can_want(private_tmp: Pa
         str(dead + 1): ({"parent": dead + 5, "parent_started": 1}, False),  # dead, parent gone: removed
         str(dead + 2): ({**me, "parent_started": 1}, False),  # dead, its parent's pid now another process's
         str(dead + 3): (me, False),  # dead, parent lives, but older than STALE_AFTER: removed
+        f".{dead}.tmp": (me, False),  # a dead writer's tmp file
+        f".{os.getppid()}.tmp": (me, True),  # a live writer's
     }
     old = time.time() - mysql.STALE_AFTER - 60
     for name, (record, _) in files.items():
-        (folder / name).write_text(json.dumps({"pid": int(name), "connections": [], **record}))
+        (folder / name).write_text(json.dumps({"pid": name, "connections": [], **record}))
         if name in ("1", str(dead + 3)):
             os.utime(folder / name, (old, old))
     conn, peer = fake_connection(5)
@@ -212,3 +214,19 @@ def test_start_time_tells_a_process_from_a_later_one_with_its_pid() -> None:
     """/proc's start time: the same for this process each time, None for a pid no process has."""
     assert mysql.start_time(os.getpid()) == mysql.start_time(os.getpid()) is not None
     assert mysql.start_time(no_such_pid()) is None
+
+
+def test_threads_connecting_at_once_leave_a_file_that_lists_every_session(private_tmp: Path) -> None:
+    """gthread's request threads connect concurrently: one writer at a time, the last file lists all of them."""
+    import threading
+
+    made = [fake_connection(100 + i) for i in range(8)]
+    threads = [threading.Thread(target=mysql.remember, args=(conn, PARAMS)) for conn, _ in made]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    record = json.loads((mysql.registry_dir() / str(os.getpid())).read_text())
+    assert sorted(e["thread_id"] for e in record["connections"]) == list(range(100, 108))
+    for _, peer in made:
+        peer.close()
