@@ -241,28 +241,41 @@ class Sleeper(threading.Thread):
 # -- 4. safety ----------------------------------------------------------------------------------------
 
 
+def tcp_dsn(mysql_dsn: str) -> str:
+    """The same server and database over TCP (127.0.0.1 and its port)."""
+    with mariadb.connect(mysql_dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@port")
+        port = int(cur.fetchone()[0])
+    return f"mysql://root@127.0.0.1:{port}/{mariadb.params(mysql_dsn)['database']}"
+
+
 @pytest.mark.usefixtures("row_lock")
-def test_a_dead_childs_session_is_ended_and_its_file_removed(mysql_dsn: str) -> None:
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_a_dead_childs_session_is_ended_and_its_file_removed(transport: str, mysql_dsn: str) -> None:
     """A child SIGKILLed mid-query: end_backends_of(pid) KILLs its session (gone within 3 s), removes its file.
+    Over TCP its entry carries its client port, and its closed client end is no process's.
 
     Control first: the same file with a connect time before the server's start: nothing is killed.
     """
-    with child(mysql_dsn) as c:
+    dsn = tcp_dsn(mysql_dsn) if transport == "tcp" else mysql_dsn
+    with child(dsn) as c:
         path = c.registry_path()
         real = json.loads(path.read_text())
         assert [e["thread_id"] for e in real["connections"]] == [c.session], real
+        (client,) = [e["client"] for e in real["connections"]]
+        assert (client is not None) == (transport == "tcp"), real
         c.kill()
         forged = dict(real, connections=[dict(e, connected_at=1000.0) for e in real["connections"]])
         path.write_text(json.dumps(forged))
-        assert supervise(mysql_dsn, "end", c.pid, said="recorded before the server's last start") == 0
+        assert supervise(dsn, "end", c.pid, said="recorded before the server's last start") == 0
         assert not comes_true(lambda: not sleeping(mysql_dsn, c.session), timeout=1.0)
         path.write_text(json.dumps(real))
         t0 = time.monotonic()
-        assert supervise(mysql_dsn, "end", c.pid) == 1
+        assert supervise(dsn, "end", c.pid) == 1
         poll(lambda: not exists(mysql_dsn, c.session), timeout=GONE_WITHIN, what="the dead child's session gone")
         took = round(time.monotonic() - t0, 2)
         assert not path.exists()
-    record("mysql-reaping", "end-dead-child", Results(), gone_s=took)
+    record("mysql-reaping", f"end-dead-child-{transport}", Results(), gone_s=took)
 
 
 def test_a_session_that_is_not_the_dead_childs_is_left_alone(mysql_dsn: str) -> None:
