@@ -200,6 +200,7 @@ def _mysql_sessions(pid: int, end: bool, log: Log) -> int:
     if not end and registry.started is not None and registry.started != mysql.start_time(pid):
         return 0  # the file of an earlier process with this pid: the live one has not connected yet
     done = 0
+    failed = False
     servers: set[tuple[str, int, str]] = set()
     for alias, wrapper in aliases:
         try:
@@ -212,6 +213,7 @@ def _mysql_sessions(pid: int, end: bool, log: Log) -> int:
             if entries:
                 done += _kill_sessions(wrapper.Database, params, entries, pid, end, log)
         except Exception as exc:
+            failed = True
             log.warning(
                 "forkhooks: %s the MySQL sessions of process %d on %r failed (%s: %s); continuing",
                 "ending" if end else "cancelling the queries of",
@@ -220,7 +222,7 @@ def _mysql_sessions(pid: int, end: bool, log: Log) -> int:
                 type(exc).__name__,
                 exc,
             )
-    if end:
+    if end and not failed:  # its sessions are ended: the file is no one's (kept while a server failed)
         mysql.remove_registry(registry)
     return done
 
@@ -260,7 +262,7 @@ def _kill_sessions(
                 continue  # idle: no query to cancel (KILL QUERY on an idle session is no-op at best)
             try:
                 cur.execute(f"{'KILL' if end else 'KILL QUERY'} {int(entry.thread_id)}")
-            except database.OperationalError as exc:  # 1094: it ended in between
+            except database.Error as exc:  # 1094, unknown thread id: it ended in between
                 if exc.args and exc.args[0] == 1094:
                     continue
                 raise
