@@ -404,3 +404,31 @@ def test_connections_lists_sessions_by_owner_and_flags_a_dead_childs_as_orphan(m
         poll(lambda: not exists(mysql_dsn, c.session), timeout=GONE_WITHIN, what="the orphan ended")
         _, after = connections(mysql_dsn)
         assert owner_line(after, c.pid) == "", after
+
+
+def test_an_unreachable_server_is_one_line_and_no_exception(mysql_dsn: str, tmp_path: Path) -> None:
+    """A dead pid's entry on a server that does not answer: end_backends_of logs one warning, returns 0, keeps the
+    file (a later look may reach the server); the supervisor goes on."""
+    nowhere = f"mysql://root@localhost/forkhooks?unix_socket={tmp_path / 'no.sock'}"
+    pid = dead_pid()
+    server = {"host": "localhost", "port": 0, "unix_socket": str(tmp_path / "no.sock")}
+    path = forge(
+        pid, [{**server, "thread_id": 5, "user": "root", "database": "forkhooks", "connected_at": time.time()}]
+    )
+    try:
+        done = subprocess.run(
+            [PYTHON, "-c", SUPERVISOR, "end", str(pid)],
+            cwd=ROOT,
+            env=env(nowhere),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[-1] == "0"
+        failed = [line for line in done.stderr.splitlines() if "failed" in line]
+        assert len(failed) == 1 and f"MySQL sessions of process {pid} on 'default' failed" in failed[0], done.stderr
+        assert "Traceback" not in done.stderr
+        assert path.exists()
+    finally:
+        path.unlink(missing_ok=True)
