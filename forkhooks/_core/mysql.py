@@ -100,7 +100,7 @@ def kill_query(wrapper: Any, conn: Any, timeout: float) -> None:
 #
 # MySQL has no per-connection name a supervisor could find its child's sessions by (PostgreSQL's
 # application_name): mysqlclient cannot send connection attributes, and MariaDB shows them only with
-# performance_schema on. So each process writes, at each connect (never on the request path), a small
+# performance_schema on. So each process writes, at each connect (never per query), a small
 # file listing its live sessions: `<tmp>/forkhooks-<uid>/mysql/<pid>`. The supervisor reads the file of
 # a child it kills or saw die, and acts only on what the server proves to be that session.
 
