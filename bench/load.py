@@ -91,9 +91,11 @@ def _fallback(target: str, seconds: float, connections: int) -> Load:
     # short probe, then report the time it really took.
     started = time.perf_counter()
     probe = loadgen.run(target, 100, concurrency=connections, timeout=10)
-    probe_rate = probe.ok / max(1e-3, time.perf_counter() - started)
+    # Answers, wrong rows included (as wrk counts them): a run of wrong rows is sized like any other.
+    probe_rate = (probe.ok + probe.wrong) / max(1e-3, time.perf_counter() - started)
     started = time.perf_counter()
     results = loadgen.run(target, max(100, int(probe_rate * seconds)), concurrency=connections, timeout=10)
     elapsed = time.perf_counter() - started
     errors = results.failed + results.wrong
-    return Load(results.ok, elapsed, results.percentile(50), results.percentile(99), errors, results.wrong)
+    answered = results.ok + results.wrong
+    return Load(answered, elapsed, results.percentile(50), results.percentile(99), errors, results.wrong)
