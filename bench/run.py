@@ -611,8 +611,11 @@ def mysql_section(
     def ratio(name: str) -> str:
         return f"{fk[name] / lazy[name]:.2f}" if lazy[name] else "–"
 
+    # Noise on a shared machine only ever lowers throughput: the best rounds' ratio is shown too.
+    best = f"{max(r.load.rps for r in runs['mysql-forkhooks']) / max(r.load.rps for r in runs['mysql-lazy']):.2f}"
     out += [
-        f"| **forkhooks ÷ lazy** | ratio of the medians | {ratio('rps')} | | {ratio('p50')} | {ratio('p99')} | "
+        f"| **forkhooks ÷ lazy** | ratio of the medians | {ratio('rps')} | best rounds: {best} | {ratio('p50')} | "
+        f"{ratio('p99')} | "
         f"{ratio('workers')} | {ratio('master')} | {ratio('sessions')} | | |",
         "",
         "*Workers' PSS*: the sum of `Pss` (`/proc/<pid>/smaps_rollup`) over the workers after the measured run; "
