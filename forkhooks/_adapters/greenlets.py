@@ -5,7 +5,8 @@ before any patching: Django's connection handler keeps its slots in a real
 ``threading.local``, so every greenlet of a worker shares one wrapper and
 Django refuses it ("DatabaseWrapper objects created in a thread can only be
 used in that same thread"); psycopg 3 chose its blocking C wait at import, and
-psycopg2 has no wait callback, so one query stops every greenlet of the worker.
+psycopg2 has no wait callback, so one query stops every greenlet of the worker
+(as mysqlclient's always does: a warning names PyMySQL).
 
 Nothing here imports gevent: it only looks at what the process already loaded.
 """
@@ -63,7 +64,7 @@ def after_patch(*, log: Log | None = None, who: str = Role.WORKER) -> list[str]:
             done.append("Django connections per greenlet")
     except Exception:
         log.exception("forkhooks: resetting Django's connections after gevent patched failed; continuing")
-    for step in (_psycopg, _psycopg2, _captured):
+    for step in (_psycopg, _psycopg2, _mysqlclient, _captured):
         try:
             found = step(log)
             if found:
@@ -125,6 +126,18 @@ def _psycopg2(log: Log) -> str:
         return ""
     patch_psycopg()
     return "psycopg2 waits through gevent (psycogreen)"
+
+
+def _mysqlclient(log: Log) -> str:
+    """mysqlclient waits for the server in C, where gevent cannot switch: one query stops every greenlet."""
+    mysqldb = sys.modules.get("MySQLdb")
+    if mysqldb is None or getattr(mysqldb, "__name__", "") != "MySQLdb":  # not loaded, or PyMySQL as MySQLdb
+        return ""
+    log.warning(
+        "forkhooks: mysqlclient blocks every greenlet of this worker while a query runs: PyMySQL reads "
+        "through gevent's sockets (pip install PyMySQL, and pymysql.install_as_MySQLdb() in your settings)"
+    )
+    return ""
 
 
 def _captured(log: Log) -> str:

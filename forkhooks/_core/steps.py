@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -127,15 +128,16 @@ def _close(log: Log, who: str, timeout: float) -> Report:
     # Every wrapper of every thread (gthread's request threads, a job runner's), not only this
     # thread's: one left open is dropped at exit and the server logs an aborted connection.
     _django.watch()
-    for wrapper in _guarded_list(_django.wrappers, report, log, "listing Django connections"):
-        conn = wrapper.connection
-        if conn is None:
-            continue
-        running = True  # if cancelling fails, another thread's connection is left alone: it may be in use
-        with _guard(report, log, f"cancelling the query of Django connection {wrapper.alias!r}"):
-            running = cancel_running_query(wrapper, conn, timeout)
-        with _guard(report, log, f"closing Django connection {wrapper.alias!r}"):
-            report.connections += _close_wrapper(wrapper, running, log)
+    with _sync_calls_allowed():
+        for wrapper in _guarded_list(_django.wrappers, report, log, "listing Django connections"):
+            conn = wrapper.connection
+            if conn is None:
+                continue
+            running = True  # if cancelling fails, another thread's connection is left alone: it may be in use
+            with _guard(report, log, f"cancelling the query of Django connection {wrapper.alias!r}"):
+                running = cancel_running_query(wrapper, conn, timeout)
+            with _guard(report, log, f"closing Django connection {wrapper.alias!r}"):
+                report.connections += _close_wrapper(wrapper, running, log)
     for pools in _guarded_list(_django.pool_dicts, report, log, "listing Django pools"):
         for key in list(pools):
             pool = pools.pop(key)
@@ -146,6 +148,28 @@ def _close(log: Log, who: str, timeout: float) -> Report:
         with _guard(report, log, f"closing tracked {_tracked.name(obj)}"):
             report.pools += _tracked.close(obj, timeout)
     return _finish(report, log, who)
+
+
+_ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
+
+
+@contextmanager
+def _sync_calls_allowed() -> Iterator[None]:
+    """Let Django's sync-only calls (close()) run while an event loop runs in this thread, for this close only.
+
+    uvicorn-worker's worker closes in its stop signal's handler, on top of the loop it is leaving:
+    there Django refuses close() (SynchronousOnlyOperation), and every persistent connection
+    (CONN_MAX_AGE) would be dropped at exit without a goodbye. Blocking the loop is harmless then.
+    """
+    asyncio = sys.modules.get("asyncio")  # never imported because of us
+    if asyncio is None or asyncio.events._get_running_loop() is None or os.environ.get(_ASYNC_UNSAFE):
+        yield
+        return
+    os.environ[_ASYNC_UNSAFE] = "1"  # Django's documented switch; read by its check at each call
+    try:
+        yield
+    finally:
+        os.environ.pop(_ASYNC_UNSAFE, None)
 
 
 def _close_wrapper(wrapper: Any, running: bool, log: Log) -> int:
