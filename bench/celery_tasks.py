@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import secrets
 import shlex
 import statistics
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
+from bench import regions  # noqa: E402
 from tests.jobrunners import celery, client, collect, sessions, tally  # noqa: E402
 from tests.redisserver import RedisServer, find_redis_server  # noqa: E402
 
@@ -108,9 +108,7 @@ def section(argv: list[str], n: int, rounds: int, runs: dict[str, list[dict[str,
 def write(path: Path, text: str) -> None:
     """Replace the Celery section of `path` (or append it)."""
     old = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END) + "\n?", re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
+    path.write_text(regions.replace(old, START, END, text))
 
 
 def main(argv: list[str] | None = None) -> None:

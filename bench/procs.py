@@ -34,8 +34,8 @@ def child_env(dsn: str, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def gunicorn_argv(args: list[str], port: int, workers: int) -> list[str]:
-    """argv for gunicorn, sync workers, on 127.0.0.1:`port`."""
+def gunicorn_argv(args: list[str], port: int, workers: int, wsgi: str = WSGI) -> list[str]:
+    """argv for gunicorn, sync workers, on 127.0.0.1:`port`, serving `wsgi`."""
     return [
         PYTHON,
         "-m",
@@ -49,7 +49,7 @@ def gunicorn_argv(args: list[str], port: int, workers: int) -> list[str]:
         "--graceful-timeout",
         "10",
         *args,
-        WSGI,
+        wsgi,
     ]
 
 
@@ -64,10 +64,12 @@ def pss_kib(pid: int) -> int:
 class Gunicorn(ServerProcess):
     """One gunicorn master with its workers on a TCP port (wrk speaks TCP only), in its own session."""
 
-    def __init__(self, args: list[str], dsn: str, env: dict[str, str], log_path: Path, *, workers: int = 4) -> None:
+    def __init__(
+        self, args: list[str], dsn: str, env: dict[str, str], log_path: Path, *, workers: int = 4, wsgi: str = WSGI
+    ) -> None:
         self.port = free_port()
         self.workers = workers
-        self.argv = gunicorn_argv(args, self.port, workers)
+        self.argv = gunicorn_argv(args, self.port, workers, wsgi)
         super().__init__(
             self.argv, cwd=EXAMPLES, env=child_env(dsn, env), log_path=log_path, target=f"127.0.0.1:{self.port}"
         )

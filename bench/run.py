@@ -3,6 +3,9 @@
 python bench/run.py                 # full run: 3 interleaved rounds of 10 s per configuration
 python bench/run.py --quick         # smoke run: 1 round of 1 s
 python bench/run.py --dsn postgresql://...   # else FORKHOOKS_DSN, else an embedded PostgreSQL
+python bench/run.py --only mysql    # only the MySQL section, the rest of the file kept as it is
+python bench/run.py --no-mysql      # skip it (it is skipped anyway when no MariaDB is found)
+python bench/run.py --mysql-dsn mysql://...  # else FORKHOOKS_TEST_MYSQL_DSN, else a private mariadbd
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -27,7 +30,7 @@ from typing import Any
 # Run as a script (`python bench/run.py`): make the repository importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import load, procs  # noqa: E402
+from bench import load, mysql, procs, regions  # noqa: E402
 from bench.procs import ROOT, Gunicorn  # noqa: E402
 from forkhooks.demo.process import poll  # noqa: E402
 
@@ -43,6 +46,7 @@ class Config:
     what: str
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    wsgi: str = procs.WSGI
 
 
 POOL_OFF = {"FORKHOOKS_EXAMPLE_POOL": "0", "FORKHOOKS_EXAMPLE_CONN_MAX_AGE": "0"}
@@ -73,6 +77,23 @@ CONFIGS = [
         ["-c", str(BENCH / "gunicorn_gcfreeze_only.py")],
     ),
 ]
+
+
+MYSQL_ENV = {"DJANGO_SETTINGS_MODULE": mysql.SETTINGS}
+MYSQL_CONFIGS = [
+    Config("mysql-forkhooks", "preload + forkhooks", [*HOOKS, "--preload"], MYSQL_ENV, mysql.WSGI),
+    Config("mysql-lazy", "lazy loading (no --preload), no forkhooks", [], MYSQL_ENV, mysql.WSGI),
+    # The broken setup forkhooks fixes: measured only to show what it returns (see the section's notes).
+    Config(
+        "mysql-preload",
+        "preload, no forkhooks (the workers share the master's session)",
+        ["--preload"],
+        MYSQL_ENV,
+        mysql.WSGI,
+    ),
+]
+MYSQL_START, MYSQL_END = "<!-- bench/run.py mysql: start -->", "<!-- bench/run.py mysql: end -->"
+CELERY_START = "<!-- bench/celery_tasks.py: start -->"
 
 
 @dataclass
@@ -113,7 +134,8 @@ LOGS = Path(os.environ.get("TMPDIR", "/tmp"))
 def serving(config: Config, dsn: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[Gunicorn]:
     """A ready gunicorn for `config`, stopped (and its group killed) on the way out."""
     log_path = LOGS / f"forkhooks-bench-{os.getpid()}-{config.key}.log"
-    server = Gunicorn(config.args, dsn, {**config.env, **(extra_env or {})}, log_path, workers=workers)
+    env = {**config.env, **(extra_env or {})}
+    server = Gunicorn(config.args, dsn, env, log_path, workers=workers, wsgi=config.wsgi)
     try:
         server.wait_ready()
         yield server
@@ -122,16 +144,30 @@ def serving(config: Config, dsn: str, workers: int, extra_env: dict[str, str] | 
         log_path.unlink(missing_ok=True)
 
 
-def throughput_round(config: Config, dsn: str, s: Settings) -> Run:
-    """Start `config`, warm it up under load, measure for s.duration, then sum the workers' PSS."""
-    with serving(config, dsn, s.workers) as server:
+def throughput_round(
+    config: Config,
+    dsn: str,
+    s: Settings,
+    sessions: Callable[[], int] | None = None,
+    *,
+    check: bool = False,
+    env: dict[str, str] | None = None,
+) -> Run:
+    """Start `config`, warm it up under load, measure for s.duration, then sum the workers' PSS.
+
+    `sessions` counts the database's client sessions (default: PostgreSQL's backends on `dsn`);
+    `check`: the measured load checks every answer's row (unique tags; see bench/load.py).
+    """
+    with serving(config, dsn, s.workers, env) as server:
         load.run(server.target, s.warmup, connections=s.connections)
-        measured = load.run(server.target, s.duration, connections=s.connections)
+        measured = load.run(server.target, s.duration, connections=s.connections, check=check)
         # After load: what each worker has touched (and so copied) is what it costs.
+        # A worker replaced just now (a preloaded MySQL worker without forkhooks can hang on the shared
+        # session until gunicorn's timeout kills it) is back within a bound.
+        poll(lambda: len(server.worker_pids()) == s.workers, timeout=15, what=f"{config.key}: {s.workers} workers")
         pids = server.worker_pids()
-        if len(pids) != s.workers:
-            raise RuntimeError(f"{config.key}: {len(pids)} workers after load, expected {s.workers}")
-        return Run(measured, sum(procs.pss_kib(p) for p in pids), procs.pss_kib(server.proc.pid), backends(dsn))
+        count = sessions() if sessions is not None else backends(dsn)
+        return Run(measured, sum(procs.pss_kib(p) for p in pids), procs.pss_kib(server.proc.pid), count)
 
 
 def backends(dsn: str) -> int:
@@ -269,18 +305,18 @@ def versions(dsn: str) -> list[str]:
     ]
 
 
-def commands(s: Settings) -> list[str]:
-    """The exact commands, one block per configuration."""
-    lines = ["```sh", "cd examples && export FORKHOOKS_DSN=<dsn> PYTHONPATH=.:.."]
-    for c in CONFIGS:
+def config_commands(configs: list[Config], s: Settings, *, check: bool = False) -> list[str]:
+    """One gunicorn command per configuration, then the load run on each."""
+    lines = []
+    for c in configs:
         env = " ".join(f"{k}={v}" for k, v in c.env.items())
-        argv = procs.gunicorn_argv(c.args, 0, s.workers)
+        argv = procs.gunicorn_argv(c.args, 0, s.workers, c.wsgi)
         argv[0] = "python"
         cmd = shlex.join(argv).replace("127.0.0.1:0", "127.0.0.1:$PORT").replace(str(ROOT), "..")
         lines += [f"# {c.key}: {c.what}", f"{env + ' ' if env else ''}{cmd}"]
     if load.tool() == "wrk":
         warm = load.wrk_argv("127.0.0.1:$PORT", s.warmup, s.connections)
-        meas = load.wrk_argv("127.0.0.1:$PORT", s.duration, s.connections)
+        meas = load.wrk_argv("127.0.0.1:$PORT", s.duration, s.connections, check=check)
         lines += [
             "# load, on each: warm-up, then the measured run",
             shlex.join(warm).replace(str(ROOT), "..").replace("'", ""),
@@ -290,6 +326,12 @@ def commands(s: Settings) -> list[str]:
         lines += [
             f"# load: forkhooks.loadgen.run, {s.connections} concurrent, {s.warmup:g} s warm-up, {s.duration:g} s"
         ]
+    return lines
+
+
+def commands(s: Settings) -> list[str]:
+    """The exact commands, one block per configuration."""
+    lines = ["```sh", "cd examples && export FORKHOOKS_DSN=<dsn> PYTHONPATH=.:..", *config_commands(CONFIGS, s)]
     lines += [
         "# fork to first response: the forkhooks command with -w 1 and FORKHOOKS_WARM=1, then =0; the lazy one",
         "# with -w 1; kill -KILL <worker pid>, then GET /echo",
@@ -491,6 +533,119 @@ def report(
     return "\n".join(out)
 
 
+def mysql_skipped(reason: str) -> str:
+    """The MySQL section of a run that did not measure it."""
+    return "\n".join(
+        [
+            MYSQL_START,
+            "## MySQL / MariaDB",
+            "",
+            f"Skipped in this run: {reason}. `python bench/run.py --only mysql` measures this section alone and",
+            "keeps the rest of this file; it needs Debian's `mariadbd` (it starts a private one) or a server in",
+            "`--mysql-dsn` / `FORKHOOKS_TEST_MYSQL_DSN`.",
+            MYSQL_END,
+            "",
+        ]
+    )
+
+
+def mysql_section(
+    s: Settings, argv: list[str], dsn: str, where: str, runs: dict[str, list[Run]], elapsed: float
+) -> str:
+    """The MySQL section: forkhooks against lazy loading (and the broken preload) on MariaDB."""
+    import django
+    import gunicorn
+
+    def med(key: str, value: Callable[[Run], float]) -> float:
+        return _median([value(r) for r in runs[key]])
+
+    cols: dict[str, Callable[[Run], float]] = {
+        "rps": lambda r: r.load.rps,
+        "p50": lambda r: r.load.p50_ms,
+        "p99": lambda r: r.load.p99_ms,
+        "workers": lambda r: r.workers_pss_kib / 1024,
+        "master": lambda r: r.master_pss_kib / 1024,
+        "sessions": lambda r: r.backends,
+    }
+    m = {c.key: {name: med(c.key, f) for name, f in cols.items()} for c in MYSQL_CONFIGS}
+    load_avg = " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min) at the end"
+    out = [
+        MYSQL_START,
+        "## MySQL / MariaDB",
+        "",
+        "Written by `bench/run.py` (this section alone, keeping the rest of the file: `--only mysql`):",
+        "",
+        f"```sh\n{shlex.join(['python', 'bench/run.py', *argv])}\n```",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed / 60:.1f} min, load average {load_avg}. "
+        "The MySQL tests' project (`tests/project/mysqlsite`): Django's MySQL backend on mysqlclient with "
+        "`CONN_MAX_AGE=None` (one persistent connection per process, as MySQL sites usually run; Django has no "
+        "pool for MySQL), and a start-up query in its WSGI module, so a preloading master holds an open session "
+        "when it forks. `GET /echo?tag=<unique>`: one `SELECT %s, CONNECTION_ID()` per request, and every answer "
+        "checked: its row must carry the request's own tag (`bench/wrk_check.lua`, or the fallback load "
+        f"generator). gunicorn `sync` workers, {s.workers} of them; {s.connections} concurrent connections; "
+        f"{s.rounds} interleaved round(s), each on a fresh gunicorn, {s.warmup:g} s warm-up then {s.duration:g} s "
+        "measured; medians. The load script differs from the PostgreSQL table's (a unique URL and a check per "
+        "request), so compare rows within this table only.",
+        "",
+        f"- Python {platform.python_version()}, Django {django.__version__}, gunicorn {gunicorn.__version__}, "
+        f"{'wrk' if load.tool() == 'wrk' else 'forkhooks/loadgen.py'}",
+        *mysql.versions(dsn, where),
+        *machine(),
+        "",
+        "| configuration | what | req/s (median) | req/s per round | p50 ms | p99 ms | workers' PSS, total MiB "
+        "| master PSS MiB | server sessions | errors | wrong rows |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in MYSQL_CONFIGS:
+        rs, v = runs[c.key], m[c.key]
+        per_round = " / ".join(f"{r.load.rps:.0f}" for r in rs)
+        wrong, answered = sum(r.load.wrong for r in rs), sum(r.load.requests for r in rs)
+        wrong_cell = f"**{wrong}** of {answered} ({100 * wrong / answered:.0f} %)" if wrong else "0"
+        out.append(
+            f"| `{c.key}` | {c.what} | {v['rps']:.0f} | {per_round} | {v['p50']:.1f} | {v['p99']:.1f} | "
+            f"{v['workers']:.1f} | {v['master']:.1f} | {v['sessions']:g} | {sum(r.load.failed for r in rs)} | "
+            f"{wrong_cell} |"
+        )
+    fk, lazy = m["mysql-forkhooks"], m["mysql-lazy"]
+
+    def ratio(name: str) -> str:
+        return f"{fk[name] / lazy[name]:.2f}" if lazy[name] else "–"
+
+    # Noise on a shared machine only ever lowers throughput: the best rounds' ratio is shown too.
+    best = f"{max(r.load.rps for r in runs['mysql-forkhooks']) / max(r.load.rps for r in runs['mysql-lazy']):.2f}"
+    out += [
+        f"| **forkhooks ÷ lazy** | ratio of the medians | {ratio('rps')} | best rounds: {best} | {ratio('p50')} | "
+        f"{ratio('p99')} | "
+        f"{ratio('workers')} | {ratio('master')} | {ratio('sessions')} | | |",
+        "",
+        "*Workers' PSS*: the sum of `Pss` (`/proc/<pid>/smaps_rollup`) over the workers after the measured run; "
+        "*master PSS* apart. *Server sessions*: client sessions in `information_schema.processlist` right after "
+        "the measured run (each round starts once the previous round's are gone), the observer's left out. "
+        "*Errors*: failed requests (connect, read, timeout, non-2xx); *wrong rows*: 200 answers carrying another "
+        "request's row. req/s counts every answer, wrong ones included.",
+        "",
+        "`mysql-preload` is not an alternative, and its req/s is no result: without forkhooks every worker "
+        "inherits the master's start-up session (one socket, one server thread) and reads whatever result comes "
+        "back next on it, often another worker's. It is measured only to show what `--preload` does to a MySQL "
+        "site without forkhooks; the users' way out of it is lazy loading, the `mysql-lazy` row.",
+        "",
+        "```sh",
+        "cd examples && export FORKHOOKS_MYSQL_DSN=<mysql://dsn> PYTHONPATH=.:..",
+        *config_commands(MYSQL_CONFIGS, s, check=True),
+        "```",
+        MYSQL_END,
+        "",
+    ]
+    return "\n".join(out)
+
+
+def mysql_round(config: Config, dsn: str, s: Settings) -> Run:
+    """One MySQL round: every answer's row checked, the server's sessions counted after load."""
+    mysql.wait_idle(dsn)
+    return throughput_round(config, dsn, s, lambda: mysql.sessions(dsn), check=True, env={"FORKHOOKS_MYSQL_DSN": dsn})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every measurement and write the markdown report."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -498,8 +653,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 1 s, few forks and kills")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3, --quick 1)")
     parser.add_argument("--dsn", help="PostgreSQL to use (else FORKHOOKS_DSN, else an embedded one)")
+    parser.add_argument(
+        "--mysql-dsn",
+        help="MySQL/MariaDB (mysql:// URL) to use (else FORKHOOKS_TEST_MYSQL_DSN, else a private mariadbd)",
+    )
+    parser.add_argument("--no-mysql", action="store_true", help="skip the MySQL section (the file says so)")
+    parser.add_argument(
+        "--only", choices=["mysql"], help="measure only this section and keep the rest of --output as it is"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
+    if args.only == "mysql" and args.no_mysql:
+        parser.error("--only mysql and --no-mysql exclude each other")
     s = (
         Settings(duration=1, warmup=1, rounds=1, forks=20, kills=2)
         if args.quick
@@ -507,44 +672,74 @@ def main(argv: list[str] | None = None) -> int:
     )
     s.duration = args.duration or s.duration
     s.rounds = args.rounds or s.rounds
+    given = sys.argv[1:] if argv is None else argv
+    postgres = args.only is None
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGHUP, _stop)
     started = time.monotonic()
-    embedded = None
-    dsn = args.dsn or os.environ.get("FORKHOOKS_DSN", "")
-    try:
-        if not dsn:
+    runs: dict[str, list[Run]] = {}
+    fork: dict[str, Any] = {}
+    spawn: list[tuple[str, dict[str, list[float]]]] = []
+    text = skipped = ""
+    with ExitStack() as stack:
+        dsn = args.dsn or os.environ.get("FORKHOOKS_DSN", "")
+        if postgres and not dsn:
             from forkhooks.demo.embedded import EmbeddedPostgres
 
             embedded = EmbeddedPostgres()
+            stack.callback(embedded.stop)
             dsn = embedded.dsn
+        mysql_dsn = None if args.no_mysql else stack.enter_context(mysql.available(args.mysql_dsn))
+        if args.no_mysql:
+            skipped = "`--no-mysql`"
+        elif mysql_dsn is None:
+            skipped = "no MariaDB (no `mariadbd` binary, no `--mysql-dsn` / `FORKHOOKS_TEST_MYSQL_DSN`)"
+            print(f"bench: MySQL section skipped: {skipped}", flush=True)
+            if args.only == "mysql":
+                raise SystemExit("bench: --only mysql, but no MariaDB: install mariadb-server or pass --mysql-dsn")
         print(f"bench: load generator {load.tool()}; {s}", flush=True)
-        runs: dict[str, list[Run]] = {c.key: [] for c in CONFIGS}
+        rounds: list[tuple[Config, Callable[[Config], Run]]] = []
+        if postgres:
+            rounds += [(c, lambda c: throughput_round(c, dsn, s)) for c in CONFIGS]
+        if (my := mysql_dsn) is not None:
+            rounds += [(c, lambda c: mysql_round(c, my, s)) for c in MYSQL_CONFIGS]
         for i in range(s.rounds):
-            for c in CONFIGS:
-                run = throughput_round(c, dsn, s)
-                runs[c.key].append(run)
+            for c, measure in rounds:
+                run = measure(c)
+                runs.setdefault(c.key, []).append(run)
                 print(
                     f"bench: round {i + 1} {c.key:<17} {run.load.rps:8.0f} req/s  p99 {run.load.p99_ms:6.1f} ms  "
-                    f"workers PSS {run.workers_pss_kib / 1024:6.1f} MiB  errors {run.load.errors}",
+                    f"workers PSS {run.workers_pss_kib / 1024:6.1f} MiB  errors {run.load.errors}"
+                    + (f" (wrong rows {run.load.wrong})" if run.load.wrong else ""),
                     flush=True,
                 )
-        fork = fork_cost(dsn, s.forks)
-        print("bench: post_fork cost measured", flush=True)
-        spawn = []
-        for label, config, env in RESPAWN:
-            spawn.append((label, respawn(config, env, dsn, s.kills)))
-            print(f"bench: respawn measured: {label}", flush=True)
-        text = report(s, dsn, sys.argv[1:] if argv is None else argv, runs, fork, spawn, time.monotonic() - started)
-    finally:
-        if embedded is not None:
-            embedded.stop()
+        if postgres:
+            fork = fork_cost(dsn, s.forks)
+            print("bench: post_fork cost measured", flush=True)
+            for label, config, env in RESPAWN:
+                spawn.append((label, respawn(config, env, dsn, s.kills)))
+                print(f"bench: respawn measured: {label}", flush=True)
+            text = report(s, dsn, given, runs, fork, spawn, time.monotonic() - started)
+        if mysql_dsn is None:
+            section = mysql_skipped(skipped)
+        else:
+            where = (
+                "`--mysql-dsn` / `FORKHOOKS_TEST_MYSQL_DSN`"
+                if args.mysql_dsn or os.environ.get("FORKHOOKS_TEST_MYSQL_DSN")
+                else "private mariadbd, Unix socket"
+            )
+            section = mysql_section(s, given, mysql_dsn, where, runs, time.monotonic() - started)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    # The Celery section belongs to bench/celery_tasks.py: keep it across a rewrite.
     old = args.output.read_text() if args.output.exists() else ""
-    if (kept := old.find("<!-- bench/celery_tasks.py: start -->")) >= 0:
-        text = text.rstrip("\n") + "\n\n" + old[kept:]
+    if postgres:
+        text = text.rstrip("\n") + "\n\n" + section
+        # The Celery section belongs to bench/celery_tasks.py: keep it across a rewrite.
+        if (kept := old.find(CELERY_START)) >= 0:
+            text = text.rstrip("\n") + "\n\n" + old[kept:]
+    else:
+        # Only the MySQL section was measured: everything else in the file stays as it was.
+        text = regions.replace(old, MYSQL_START, MYSQL_END, section, before=CELERY_START)
     args.output.write_text(text)
     # The raw numbers, beside the report but not in docs/ unless asked: one file per run is enough.
     raw = {k: [asdict(r) | {"rps": r.load.rps} for r in v] for k, v in runs.items()}

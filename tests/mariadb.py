@@ -11,6 +11,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -148,6 +150,24 @@ class MariaDB:
                 self.proc.kill()
                 self.proc.wait(10)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextmanager
+def available(dsn: str | None = None) -> Iterator[str | None]:
+    """`dsn`, else FORKHOOKS_TEST_MYSQL_DSN, else a private mariadbd for the block; None when there is none."""
+    external = dsn or os.environ.get("FORKHOOKS_TEST_MYSQL_DSN")
+    if external:
+        yield external
+        return
+    binary = find_mariadbd()
+    if binary is None:
+        yield None
+        return
+    server = MariaDB(binary)
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
 
 
 def aborted_clients(dsn: str) -> int:
