@@ -52,3 +52,20 @@ def end_stuck(mysql_dsn: str) -> None:
                 cur.execute(f"KILL {session}")
             except Exception:
                 pass
+
+
+def uptime(mysql_dsn: str) -> int:
+    """The server's Uptime (whole seconds)."""
+    with mariadb.connect(mysql_dsn) as conn, conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
+        return int(cur.fetchone()[1])
+
+
+@pytest.fixture
+def server_up_a_while(mysql_dsn: str) -> None:
+    """Wait (bounded) until the server has run 3 s: a session made within about a second of its start is never
+    acted on (Uptime counts whole seconds, so it cannot be told from one made before a restart), and a fresh
+    test server is that young when the first test starts."""
+    from .servers import poll
+
+    poll(lambda: uptime(mysql_dsn) >= 3, timeout=10, what="the MySQL server up for 3 s")

@@ -27,12 +27,12 @@ from forkhooks.demo.loadgen import Results
 from . import mariadb
 from .harness import PYTHON, ROOT
 from .jobrunners import comes_true
-from .mysqlreap import exists, row_lock  # noqa: F401  (row_lock: a fixture)
+from .mysqlreap import exists, row_lock, server_up_a_while  # noqa: F401  (fixtures)
 from .project.mysqlreap_jobs import LOCKED
 from .record import record
 from .servers import poll
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("server_up_a_while")]
 
 SETTINGS = "tests.project.mysqlsite.settings"
 GONE_WITHIN = 3.0

@@ -25,12 +25,12 @@ from forkhooks.demo.loadgen import Results
 
 from .harness import PYTHON
 from .jobrunners import WorkerProcess, client, comes_true
-from .mysqlreap import end_stuck, exists, row_lock, stuck_sessions  # noqa: F401  (row_lock: a fixture)
+from .mysqlreap import end_stuck, exists, row_lock, server_up_a_while, stuck_sessions  # noqa: F401  (fixtures)
 from .project import jobs
 from .record import record
 from .servers import Server, children, gunicorn, poll, start, wait_workers
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("row_lock")]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("server_up_a_while", "row_lock")]
 
 SETTINGS = "tests.project.mysqlreap_settings"
 WSGI = "tests.project.mysqlsite.wsgi:application"
