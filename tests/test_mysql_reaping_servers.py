@@ -72,6 +72,8 @@ GUNICORN = [
     ("mysqlclient", True, ["--preload"]),
     ("pymysql", True, ["--preload"]),
     ("mysqlclient-no-preload", True, []),
+    # MySQL's registry does not depend on PostgreSQL's application_name: names off, still reaped.
+    ("mysqlclient-names-off", True, ["--preload"]),
     ("control-mysqlclient", False, ["--preload"]),
 ]
 
@@ -86,7 +88,10 @@ def test_gunicorn_sigkilled_worker_session_ends(
     argv = gunicorn("-c", "python:forkhooks.gunicorn", "-k", "sync", WSGI)
     if not preload:
         argv.remove("--preload")
-    server: Server = start(argv, mysql_dsn, tmp_path, env=site_env(mysql_dsn, driver, reap))
+    env = site_env(mysql_dsn, driver, reap)
+    if "names-off" in case:
+        env["FORKHOOKS_APPLICATION_NAME"] = "0"
+    server: Server = start(argv, mysql_dsn, tmp_path, env=env)
     request = threading.Thread(target=lambda: loadgen.get(server.target, "/locked", timeout=60), daemon=True)
     took: float | None = None
     try:

@@ -93,7 +93,9 @@ def _act(function: str, tail: str, pid: int, log: Log) -> int:
     """Call `function` on the backends of process `pid` (names ending with `tail`) on each PostgreSQL server in
     DATABASES, but those another process is seen to hold; the total count."""
     handler = djangodb.handler()
-    if handler is None:
+    # FORKHOOKS_APPLICATION_NAME=0: no PostgreSQL backend carries a process's name to find (MySQL's
+    # registry does not depend on names).
+    if handler is None or not appname.enabled(log):
         return 0
     done = 0
     servers: set[tuple[object, ...]] = set()

@@ -20,7 +20,6 @@ from typing import Any
 from .. import _core
 from .._core import Log, Report
 from .._core import djangodb as _django
-from .._tools import appname
 from .._tools.appname import Role
 from . import cancel
 from .forks import install
@@ -266,8 +265,6 @@ def end_backends_of_dead(
 ) -> int:
     """Terminate the backends of reaped workers that did not close them; never raises; how many."""
     log = log or _core.log
-    if not appname.enabled(log):  # FORKHOOKS_APPLICATION_NAME=0: no backend carries a worker's name to find
-        return 0
     total = 0
     for worker in workers:
         pid = _pid(worker)

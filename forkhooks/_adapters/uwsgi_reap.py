@@ -51,8 +51,6 @@ def create(log: Log) -> None:
     if _table:
         return
     try:
-        if not appname.enabled(log):  # FORKHOOKS_APPLICATION_NAME=0: no backend carries a child's name to find
-            return
         shared = mmap.mmap(-1, SLOTS * 4)  # MAP_SHARED | MAP_ANONYMOUS: every child sees the same pages
         _table.append(memoryview(shared).cast("i"))
         _master.append(os.getpid())
