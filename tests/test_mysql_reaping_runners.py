@@ -1,15 +1,18 @@
-"""On MySQL/MariaDB, uWSGI, Huey (-k process) and django-q2 end the session of a child SIGKILLed mid-query, from
-the child's registry file (tests/test_mysql_reaping_servers.py does gunicorn, Celery and RQ).
+"""On MySQL/MariaDB, uWSGI, Huey (-k process) and django-q2 end the session of a child that died mid-query
+(SIGKILL, a busy worker at uWSGI's group stop, django-q2's task timeout), from the child's registry file
+(tests/test_mysql_reaping_servers.py does gunicorn, Celery and RQ).
 
 The stuck query waits for a row lock the test holds (tests/mysqlreap.py): MariaDB ends a dead client's
 SLEEP() by itself within 5 s, a lock wait never. Who ends it: uWSGI's respawned worker (its post-fork
-hook reads the pid its slot held), Huey's consumer (its loop sees the worker's exit code), django-q2's
-Sentinel (before it reincarnates the worker). Each case has its control: FORKHOOKS_TEST_MYSQL_REAP=0 in
-the settings module (the supervisor ends no MySQL session); the query then still waits 5 s after the kill.
+hook reads the pid its slot held) or, at a group stop, the master's exit; Huey's consumer (its loop sees
+the worker's exit code); django-q2's Sentinel (before it reincarnates the worker). Each case has its
+control: FORKHOOKS_TEST_MYSQL_REAP=0 in the settings module (the supervisor ends no MySQL session); the
+query then still waits 5 s after the kill.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import threading
@@ -86,6 +89,41 @@ def test_uwsgi_sigkilled_worker_session_ends(reap: bool, mysql_dsn: str, tmp_pat
         assert not mysql.read_registry(worker), "the dead worker's registry file was left"
     else:
         assert took is None, f"the session ended {took}s after the kill without reaping"
+        assert line not in log
+
+
+@pytest.mark.parametrize("reap", [True, False], ids=["forkhooks.uwsgi", "control"])
+def test_uwsgi_group_stop_ends_the_busy_workers_session(reap: bool, mysql_dsn: str, tmp_path: Path) -> None:
+    """Group SIGTERM while a worker waits on the lock: uWSGI skips that worker's atexit and respawns nothing, so the
+    master's exit ends its session, within 3 s of the worker's death. Control (reaping off): still waiting 5 s after."""
+    server = uwsgi(mysql_dsn, tmp_path, reap)
+    request = threading.Thread(target=lambda: loadgen.get(server.target, "/locked", timeout=60), daemon=True)
+    took: float | None = None
+    try:
+        poll(lambda: len(children(server.pid)) == WORKERS, timeout=15, what=f"{WORKERS} workers")
+        request.start()
+        found: list[int] = []
+        poll(lambda: bool(found.extend(stuck_sessions(mysql_dsn)) or found), timeout=15, what="the view's query")
+        session = found[0]
+        worker = owner(children(server.pid), session)
+        os.killpg(server.pid, signal.SIGTERM)
+        poll(lambda: not os.path.exists(f"/proc/{worker}"), timeout=15, what=f"worker {worker} gone")
+        died = time.monotonic()
+        if comes_true(lambda: not exists(mysql_dsn, session), timeout=GONE_WITHIN if reap else CONTROL_WATCH):
+            took = round(time.monotonic() - died, 2)
+        code = server.proc.wait(15)
+        log = server.log()
+    finally:
+        server.kill()
+        end_stuck(mysql_dsn)
+    record("mysql-reaping", f"uwsgi-busy-stop-{_case(reap, 'forkhooks')}", Results(), gone_s=took)
+    line = "ended 1 backend(s) of children that died without closing"
+    if reap:
+        assert took is not None and took <= GONE_WITHIN, log[-3000:]
+        assert line in log and "Traceback" not in log, log[-3000:]
+        assert code == 0 and "NO MERCY" not in log, log[-3000:]
+    else:
+        assert took is None, f"the session ended {took}s after the worker's death without reaping"
         assert line not in log
 
 
