@@ -82,6 +82,30 @@ def serve(dsn: str, tmp_path: Path, args: list[str], app: str, env: dict[str, st
     return start(gunicorn(*args, app), dsn, tmp_path, env=env)
 
 
+def answers_at_all(server: Server) -> bool:
+    """True once the server answers HTTP, whatever the status; raises if it exited."""
+    if server.proc.poll() is not None:
+        raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()[-3000:]}")
+    try:
+        return loadgen.get(server.target, "/health")[0] > 0
+    except OSError:
+        return False
+
+
+def gevent_booted(server: Server, workers: int = 4) -> Server:
+    """`server`, once all its gevent workers have booted (a late one would get no load); killed if they do not."""
+    try:
+        poll(
+            lambda: server.log().count("after gevent patched") == workers,
+            timeout=30,
+            what=f"{workers} gevent workers booted",
+        )
+    except BaseException:
+        server.kill()
+        raise
+    return server
+
+
 def ready_workers(server: Server) -> set[int]:
     """Live workers that warmed their pool (post_worker_init logged 'opened'): they accept requests."""
     return set(children(server.pid)) & logged_pids(server.log(), "opened")

@@ -18,7 +18,7 @@ from forkhooks.demo import loadgen
 
 from .harness import app_backends, run_python
 from .record import record
-from .servers import Server, gunicorn, poll, start, stop_group
+from .servers import Server, answers_at_all, gevent_booted, gunicorn, poll, start, stop_group
 
 pytest.importorskip("gevent", reason="the gevent worker needs gevent: pip install 'forkhooks[gevent]'")
 pytest.importorskip("packaging", reason="gunicorn's gevent worker imports packaging")
@@ -46,23 +46,7 @@ CONTROLS = [
 
 def serve(dsn: str, tmp_path: Path, args: list[str], env: dict[str, str]) -> Server:
     """gunicorn with 4 preloaded gevent workers, answering, every one booted (a late one would get no load)."""
-    server = start(gunicorn(*args, WSGI), dsn, tmp_path, env=env)
-    try:
-        poll(lambda: server.log().count("after gevent patched") == 4, timeout=30, what="4 gevent workers booted")
-    except BaseException:
-        server.kill()
-        raise
-    return server
-
-
-def answers_at_all(server: Server) -> bool:
-    """True once the server answers HTTP, whatever the status; raises if it exited."""
-    if server.proc.poll() is not None:
-        raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()[-3000:]}")
-    try:
-        return loadgen.get(server.target, "/health")[0] > 0
-    except OSError:
-        return False
+    return gevent_booted(start(gunicorn(*args, WSGI), dsn, tmp_path, env=env))
 
 
 def most_queries_at_once_in_one_worker(db: psycopg.Connection, target: str, clients: int = 8) -> int:

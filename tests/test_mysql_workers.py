@@ -18,7 +18,7 @@ from . import mariadb
 from .jobrunners import comes_true
 from .mysqlhttp import sleeping, tagged
 from .record import record
-from .servers import Server, gunicorn, poll, start
+from .servers import Server, answers_at_all, gevent_booted, gunicorn, poll, start
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -55,23 +55,7 @@ def serve(mysql_dsn: str, tmp_path: Path, name: str, args: list[str], app: str, 
         poll(lambda: answers_at_all(server), timeout=30, what="gunicorn answering, with any status")
         return server
     server = start(gunicorn(*args, app), mysql_dsn, tmp_path, env=env)
-    if "gevent" in name:
-        try:
-            poll(lambda: server.log().count("after gevent patched") == 4, timeout=30, what="4 gevent workers booted")
-        except BaseException:
-            server.kill()
-            raise
-    return server
-
-
-def answers_at_all(server: Server) -> bool:
-    """True once the server answers HTTP, whatever the status; raises if it exited."""
-    if server.proc.poll() is not None:
-        raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log()[-3000:]}")
-    try:
-        return loadgen.get(server.target, "/health")[0] > 0
-    except OSError:
-        return False
+    return gevent_booted(server) if "gevent" in name else server
 
 
 def problems(log: str) -> list[str]:

@@ -75,8 +75,7 @@ def plan(workers: int, threads: int = 1, dirty_workers: int = 0, dirty_threads: 
         engine = db.get("ENGINE", "")
         if "postgresql" not in engine and "mysql" not in engine:
             continue
-        default_port = 3306 if "mysql" in engine else 5432
-        server = f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or default_port}"
+        server = _server_label(db, mysql="mysql" in engine)
         budget = budgets.setdefault(server, Budget(server, alias, mysql="mysql" in engine))
         size = pool_max_size(db.get("OPTIONS", {}))
         for count, per_process_threads, what in (
@@ -90,6 +89,19 @@ def plan(workers: int, threads: int = 1, dirty_workers: int = 0, dirty_threads: 
             budget.need += count * per
             budget.terms.append(f"{count} {what} x {per} ({unit})")
     return list(budgets.values())
+
+
+def _server_label(db: dict[str, Any], *, mysql: bool) -> str:
+    """The server an alias reaches, as one line: `host:port`, or a MySQL Unix socket's path."""
+    if mysql:
+        # Django's MySQL backend: OPTIONS["unix_socket"], or a HOST that starts with "/", is a socket
+        # (two servers on two sockets are two budgets, not one "localhost:3306").
+        options = db.get("OPTIONS") or {}
+        sock = options.get("unix_socket") if isinstance(options, dict) else None
+        host = str(db.get("HOST") or "")
+        if sock or host.startswith("/"):
+            return str(sock or host)
+    return f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or (3306 if mysql else 5432)}"
 
 
 def read_limits(budget: Budget) -> None:

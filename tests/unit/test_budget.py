@@ -145,3 +145,17 @@ def test_check_options_take_good_numbers() -> None:
     budget.add_arguments(parser)
     args = parser.parse_args(["--workers", "4"])
     assert (args.workers, args.threads, args.dirty_workers, args.dirty_threads) == (4, 1, 0, 1)
+
+
+def test_mysql_aliases_on_two_unix_sockets_are_two_servers() -> None:
+    """A MySQL Unix socket (OPTIONS["unix_socket"], or a HOST path) names its server: two sockets, two budgets."""
+    my = "django.db.backends.mysql"
+    settings = {
+        "default": {"ENGINE": my, "HOST": "", "OPTIONS": {"unix_socket": "/run/a/mysqld.sock"}},
+        "other": {"ENGINE": my, "HOST": "/run/b/mysqld.sock"},
+        "tcp": {"ENGINE": my, "HOST": "", "PORT": ""},
+    }
+    with databases(settings):
+        budgets = {b.server: b for b in plan(2)}
+    assert set(budgets) == {"/run/a/mysqld.sock", "/run/b/mysqld.sock", "localhost:3306"}
+    assert all(b.mysql and b.need == 2 for b in budgets.values())
