@@ -7,27 +7,19 @@ lock wait never does, as a long scan or a report would not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+import signal
+import time
+from pathlib import Path
 
-import pytest
+from forkhooks._core import mysql
 
 from . import mariadb
-from .project.mysqlreap_jobs import LOCKED, TABLE
-
-
-@pytest.fixture
-def row_lock(mysql_dsn: str) -> Iterator[None]:
-    """The test holds row 1 of the table the stuck query locks (FOR UPDATE), for the test's length."""
-    conn = mariadb.connect(mysql_dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id INT PRIMARY KEY) ENGINE=InnoDB")
-            cur.execute(f"INSERT IGNORE INTO {TABLE} VALUES (1)")
-            cur.execute("BEGIN")
-            cur.execute(f"SELECT id FROM {TABLE} WHERE id = 1 FOR UPDATE")
-        yield
-    finally:
-        conn.close()
+from .jobrunners import client, comes_true
+from .project import jobs
+from .project.mysqlreap_jobs import LOCKED
+from .servers import poll
 
 
 def stuck_sessions(mysql_dsn: str) -> list[int]:
@@ -61,11 +53,34 @@ def uptime(mysql_dsn: str) -> int:
         return int(cur.fetchone()[1])
 
 
-@pytest.fixture
-def server_up_a_while(mysql_dsn: str) -> None:
-    """Wait (bounded) until the server has run 3 s: a session made within about a second of its start is never
-    acted on (Uptime counts whole seconds, so it cannot be told from one made before a restart), and a fresh
-    test server is that young when the first test starts."""
-    from .servers import poll
+GONE_WITHIN = 3.0  # seconds from a death to its session's end, with reaping on
+CONTROL_WATCH = 5.0  # how long a control watches the session stay
 
-    poll(lambda: uptime(mysql_dsn) >= 3, timeout=10, what="the MySQL server up for 3 s")
+
+def kill_and_watch(mysql_dsn: str, pid: int, session: int, reap: bool) -> float | None:
+    """SIGKILL `pid` (stuck in a query on `session`): seconds until the session is gone, None if it is still there
+    after CONTROL_WATCH (with reaping on, it must go within GONE_WITHIN)."""
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    if comes_true(lambda: not exists(mysql_dsn, session), timeout=GONE_WITHIN if reap else CONTROL_WATCH):
+        return round(time.monotonic() - killed_at, 2)
+    return None
+
+
+def owner(pids: list[int], session: int) -> int:
+    """The process whose registry file lists `session` (the test kills it: a wrong answer fails the test)."""
+    for pid in pids:
+        registry = mysql.read_registry(pid)
+        if registry and session in {e.thread_id for e in registry.entries}:
+            return pid
+    raise AssertionError(f"no registry of {pids} lists session {session}")
+
+
+def announced(sock: Path, mysql_dsn: str) -> tuple[int, int]:
+    """(pid, session) of the stuck job, once its query waits on the server."""
+    r = client(sock)
+    poll(lambda: r.llen(jobs.EVENTS) > 0, timeout=30, what="the stuck job's announcement")
+    event = json.loads(r.lindex(jobs.EVENTS, 0))
+    session = int(event["slow_backend"])
+    poll(lambda: session in stuck_sessions(mysql_dsn), timeout=10, what="the stuck job's query")
+    return int(event["pid"]), session

@@ -10,21 +10,20 @@ from __future__ import annotations
 import json
 import secrets
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import mariadb
-from .harness import PYTHON, ROOT, child_env
+from .harness import PYTHON
 from .jobrunners import WorkerProcess, client, collect, parent, poll, stop_timed, tally
+from .mysqlrunners import manage, runner_env
 from .project import jobs
 from .record import record
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-SETTINGS = "tests.project.settings_mysqlrunners"
 READY = "forkhooks:ready"  # tests/project/mysqlrunners: one row per worker started
 N = 200
 
@@ -41,37 +40,6 @@ else:
     for tag in tags:
         async_task("tests.project.mysqljobs.echo", tag)
 """
-
-
-def runner_env(mysql_dsn: str, sock: Path, *, app: bool) -> dict[str, str]:
-    """The test's own queue (Huey's keys, django-q2's cluster name), on the test's MariaDB."""
-    env = {"DJANGO_SETTINGS_MODULE": SETTINGS, "FORKHOOKS_MYSQL_DSN": mysql_dsn}
-    env.update(FORKHOOKS_TEST_QUEUE=f"q{secrets.token_hex(4)}", FORKHOOKS_TEST_REDIS=str(sock))
-    return env if app else {**env, "FORKHOOKS_TEST_APP": "0"}
-
-
-def manage(mysql_dsn: str, env: dict[str, str], *argv: str) -> None:
-    """Run `python ARGV` in the project's environment (migrate, enqueue); fail with its output."""
-    done = subprocess.run(
-        [PYTHON, *argv], cwd=ROOT, env=child_env(mysql_dsn, **env), capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-
-
-@pytest.fixture(scope="module")
-def migrated(mysql_dsn: str, redis_socket: Path) -> str:
-    """django-q2's tables on the MariaDB (its monitor saves every result), created once for this module."""
-    manage(
-        mysql_dsn, runner_env(mysql_dsn, redis_socket, app=False), "-m", "django", "migrate", "django_q", "--noinput"
-    )
-    return mysql_dsn
-
-
-@pytest.fixture
-def broker(redis_socket: Path, migrated: str) -> Path:
-    """The session's Redis, emptied: no job or answer of an earlier test is left."""
-    client(redis_socket).flushall()
-    return redis_socket
 
 
 def answers(sock: Path, n: int, worker: WorkerProcess, *, control: bool) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from forkhooks.demo.loadgen import Results
 from . import mariadb
 from .harness import PYTHON, ROOT
 from .jobrunners import comes_true
-from .mysqlreap import exists, row_lock, server_up_a_while  # noqa: F401  (fixtures)
+from .mysqlreap import exists
 from .project.mysqlreap_jobs import LOCKED
 from .record import record
 from .servers import poll

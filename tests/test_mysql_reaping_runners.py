@@ -27,11 +27,10 @@ from forkhooks.demo.loadgen import Results
 
 from .harness import PYTHON
 from .jobrunners import WorkerProcess, client, comes_true
-from .mysqlreap import end_stuck, exists, row_lock, server_up_a_while, stuck_sessions  # noqa: F401  (fixtures)
+from .mysqlreap import CONTROL_WATCH, GONE_WITHIN, announced, end_stuck, exists, kill_and_watch, owner, stuck_sessions
+from .mysqlrunners import manage
 from .record import record
 from .servers import Server, children, poll, start
-from .test_mysql_jobs import broker, manage, migrated  # noqa: F401  (fixtures)
-from .test_mysql_reaping_servers import CONTROL_WATCH, GONE_WITHIN, announced, kill_and_watch, owner
 from .uwsgiservers import UWSGI, WORKERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("server_up_a_while", "row_lock")]

@@ -9,9 +9,7 @@ the supervisor ends no MySQL session, as before it read the registry); the query
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -25,8 +23,7 @@ from forkhooks.demo.loadgen import Results
 
 from .harness import PYTHON
 from .jobrunners import WorkerProcess, client, comes_true
-from .mysqlreap import end_stuck, exists, row_lock, server_up_a_while, stuck_sessions  # noqa: F401  (fixtures)
-from .project import jobs
+from .mysqlreap import CONTROL_WATCH, GONE_WITHIN, announced, end_stuck, kill_and_watch, owner, stuck_sessions
 from .record import record
 from .servers import Server, children, gunicorn, poll, start, wait_workers
 
@@ -34,8 +31,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("server
 
 SETTINGS = "tests.project.mysqlreap_settings"
 WSGI = "tests.project.mysqlsite.wsgi:application"
-GONE_WITHIN = 3.0
-CONTROL_WATCH = 5.0
 
 
 def site_env(mysql_dsn: str, driver: str, reap: bool) -> dict[str, str]:
@@ -46,26 +41,7 @@ def site_env(mysql_dsn: str, driver: str, reap: bool) -> dict[str, str]:
     return env
 
 
-def kill_and_watch(mysql_dsn: str, pid: int, session: int, reap: bool) -> float | None:
-    """SIGKILL `pid` (stuck in a query on `session`): seconds until the session is gone, None if it is still there
-    after CONTROL_WATCH (with reaping on, it must go within GONE_WITHIN)."""
-    os.kill(pid, signal.SIGKILL)
-    killed_at = time.monotonic()
-    if comes_true(lambda: not exists(mysql_dsn, session), timeout=GONE_WITHIN if reap else CONTROL_WATCH):
-        return round(time.monotonic() - killed_at, 2)
-    return None
-
-
 # -- 1. gunicorn sync, 4 preloaded workers -------------------------------------------------------------
-
-
-def owner(pids: list[int], session: int) -> int:
-    """The process whose registry file lists `session` (the test kills it: a wrong answer fails the test)."""
-    for pid in pids:
-        registry = mysql.read_registry(pid)
-        if registry and session in {e.thread_id for e in registry.entries}:
-            return pid
-    raise AssertionError(f"no registry of {pids} lists session {session}")
 
 
 GUNICORN = [
@@ -136,16 +112,6 @@ def celery_worker(mysql_dsn: str, sock: Path, tmp_path: Path, reap: bool) -> Wor
         worker.kill()
         raise
     return worker
-
-
-def announced(sock: Path, mysql_dsn: str) -> tuple[int, int]:
-    """(pid, session) of the stuck job, once its query waits on the server."""
-    r = client(sock)
-    poll(lambda: r.llen(jobs.EVENTS) > 0, timeout=30, what="the stuck job's announcement")
-    event = json.loads(r.lindex(jobs.EVENTS, 0))
-    session = int(event["slow_backend"])
-    poll(lambda: session in stuck_sessions(mysql_dsn), timeout=10, what="the stuck job's query")
-    return int(event["pid"]), session
 
 
 @pytest.mark.parametrize("reap", [True, False], ids=["forkhooks.celery", "control"])
