@@ -13,7 +13,7 @@ from . import mariadb
 from .harness import ROOT
 from .jobrunners import comes_true
 from .record import record
-from .servers import Server, gunicorn, load, poll, start
+from .servers import Server, gunicorn, load, poll, start, wait_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -38,6 +38,7 @@ def problems(log: str) -> list[str]:
 def test_sync_workers_get_their_own_rows(driver: str, mysql_dsn: str, tmp_path: Path) -> None:
     """With forkhooks: 0 failed, 0 wrong, 4 workers serve, no error logged, nothing left on the server."""
     server = serve(mysql_dsn, tmp_path, driver, "-c", "python:forkhooks.gunicorn", "-k", "sync")
+    wait_workers(server)  # all 4 up before the load: a late one would serve nothing
     run = load(server, REQUESTS)
     record("mysql-gunicorn", f"sync-{driver}", run.results)
     assert (run.results.failed, run.results.wrong) == (0, 0), run.results.summary()

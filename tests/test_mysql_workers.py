@@ -18,7 +18,7 @@ from . import mariadb
 from .jobrunners import comes_true
 from .mysqlhttp import sleeping, tagged
 from .record import record
-from .servers import Server, answers_at_all, gevent_booted, gunicorn, poll, start
+from .servers import Server, answers_at_all, gevent_booted, gunicorn, poll, start, wait_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -33,6 +33,10 @@ ENABLED = [
     ("asgi", [*FORKHOOKS, "-k", "asgi"], ASGI, "mysqlclient"),
     ("uvicorn", [*FORKHOOKS, "-k", "uvicorn_worker.UvicornWorker"], ASGI, "mysqlclient"),
     ("k-uvicorn", ["-k", "forkhooks.workers.UvicornWorker"], ASGI, "mysqlclient"),
+    # forkhooks' own worker classes, no config file (sync's and gthread's controls: tests/test_mysql_gunicorn.py)
+    ("k-sync", ["-k", "forkhooks.workers.SyncWorker"], WSGI, "mysqlclient"),
+    ("k-gthread-pymysql", ["-k", "forkhooks.workers.ThreadWorker", "--threads", "4"], WSGI, "pymysql"),
+    ("k-asgi", ["-k", "forkhooks.workers.ASGIWorker"], ASGI, "mysqlclient"),
     ("k-gevent-pymysql", ["-k", "forkhooks.workers.GeventWorker"], WSGI, "pymysql"),
     ("k-gevent-mysqlclient", ["-k", "forkhooks.workers.GeventWorker"], WSGI, "mysqlclient"),
 ]
@@ -95,6 +99,7 @@ def test_workers_get_their_own_sessions(
     aborted = mariadb.aborted_clients(mysql_dsn)
     server = serve(mysql_dsn, tmp_path, name, args, app, driver)
     try:
+        wait_workers(server)  # all 4 up before the load: a late one would serve nothing
         held = len(mariadb.sessions(mysql_dsn))  # before any request: the master's start-up session, if kept
         results, owners = tagged(server, REQUESTS)
         overlap = most_sleeping_at_once(mysql_dsn, server) if "gevent" in name else None
