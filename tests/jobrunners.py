@@ -104,9 +104,10 @@ def celery(
     env: dict[str, str],
     pool: str = "prefork",
     extra: tuple[str, ...] = (),
+    app: str = "tests.project.celeryapp",
 ) -> WorkerProcess:
-    """celery -A tests.project.celeryapp worker, 4 processes, waiting (bounded) until it is ready."""
-    argv = [PYTHON, "-m", "celery", "-A", "tests.project.celeryapp", "worker", "-P", pool, "-c", "4", "-l", "info"]
+    """celery -A APP worker, 4 processes, waiting (bounded) until it is ready."""
+    argv = [PYTHON, "-m", "celery", "-A", app, "worker", "-P", pool, "-c", "4", "-l", "info"]
     argv += extra
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test{os.getpid()}@%h"]
     worker = WorkerProcess(argv, dsn, sock, tmp, {"DJANGO_SETTINGS_MODULE": settings, **env})

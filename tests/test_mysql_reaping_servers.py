@@ -9,7 +9,6 @@ the supervisor ends no MySQL session, as before it read the registry); the query
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from forkhooks.demo import loadgen
 from forkhooks.demo.loadgen import Results
 
 from .harness import PYTHON
-from .jobrunners import WorkerProcess, client, comes_true
+from .jobrunners import WorkerProcess, celery, client, comes_true
 from .mysqlreap import CONTROL_WATCH, GONE_WITHIN, announced, end_stuck, kill_and_watch, owner, stuck_sessions
 from .record import record
 from .servers import Server, children, gunicorn, poll, start, wait_workers
@@ -102,16 +101,8 @@ def test_gunicorn_sigkilled_worker_session_ends(
 def celery_worker(mysql_dsn: str, sock: Path, tmp_path: Path, reap: bool) -> WorkerProcess:
     """celery -A tests.project.mysqlreap_celery worker -P prefork -c 4 on mysqlclient, ready."""
     client(sock).flushall()
-    argv = [PYTHON, "-m", "celery", "-A", "tests.project.mysqlreap_celery", "worker", "-P", "prefork", "-c", "4"]
-    argv += ["-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"mr{os.getpid()}@%h"]
-    worker = WorkerProcess(argv, mysql_dsn, sock, tmp_path, site_env(mysql_dsn, "mysqlclient", reap))
-    r = client(sock)
-    try:
-        poll(lambda: worker.alive() and r.get("forkhooks:ready") is not None, timeout=60, what="celery worker ready")
-    except BaseException:
-        worker.kill()
-        raise
-    return worker
+    env = site_env(mysql_dsn, "mysqlclient", reap)
+    return celery(mysql_dsn, sock, tmp_path, settings=SETTINGS, env=env, app="tests.project.mysqlreap_celery")
 
 
 @pytest.mark.parametrize("reap", [True, False], ids=["forkhooks.celery", "control"])
