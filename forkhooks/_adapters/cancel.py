@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._core import Log, djangodb, mysql
+from .._core import Log, djangodb, mysql, procs
 from .._core import log as _log
 from .._tools import appname, clients
 
@@ -199,7 +199,7 @@ def _mysql_sessions(pid: int, end: bool, log: Log) -> int:
     registry = mysql.read_registry(pid)
     if registry is None or not registry.entries:
         return 0
-    if not end and registry.started is not None and registry.started != mysql.start_time(pid):
+    if not end and registry.started is not None and registry.started != procs.start_time(pid):
         return 0  # the file of an earlier process with this pid: the live one has not connected yet
     done = 0
     failed = False

@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 from . import settings as _settings
+from .procs import alive, start_time
 from .sockets import socket_fd
 
 _DRIVERS = ("MySQLdb", "pymysql")
@@ -288,7 +289,7 @@ def _prune(folder: Path) -> None:
     now = time.time()
     for item in os.scandir(folder):
         name = item.name.removeprefix(".").removesuffix(".tmp")  # a writer's tmp file, left by a death mid-write
-        if not name.isdigit() or _alive(int(name)):
+        if not name.isdigit() or alive(int(name)):
             continue
         if item.name != name:
             _unlink(item.path)
@@ -315,7 +316,7 @@ def _parent_lives(path: str) -> bool:
         parent, started = int(record["parent"]), record.get("parent_started")
     except (OSError, ValueError, KeyError, TypeError):
         return False  # not a file this forkhooks writes: no one reads it
-    return parent > 1 and _alive(parent) and (started is None or started == start_time(parent))
+    return parent > 1 and alive(parent) and (started is None or started == start_time(parent))
 
 
 _own: list[tuple[int, int | None]] = []
@@ -326,29 +327,6 @@ def _own_start(pid: int) -> int | None:
     if not _own or _own[0][0] != pid:
         _own[:] = [(pid, start_time(pid))]
     return _own[0][1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def start_time(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks since boot (/proc/<pid>/stat), None where unknown.
-
-    Tells a process from a later one that got the same pid.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-        return int(raw[raw.rindex(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 @dataclass(frozen=True)

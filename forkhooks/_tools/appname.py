@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, TypeGuard
 
 from .._core import djangodb as _django
 from .._core import settings as _settings
+from .._core.procs import alive as alive  # re-exported: the adapters' name for it
 
 # PostgreSQL keeps NAMEDATALEN - 1 = 63 bytes of application_name.
 MAX_LENGTH = 63
@@ -139,17 +140,6 @@ def for_this_process(role: str, current: str | None = None) -> str:
     base = current or (_user_env[0] if _user_env else os.environ.get("PGAPPNAME"))
     owner = parse(base) if base else None  # a name of ours already: keep only its prefix
     return compose(owner.prefix if owner else base, role, os.getpid())
-
-
-def alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host (a zombie counts until it is reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    return True
 
 
 def label(role: str, log: _settings.Warns | None = None) -> str | None:

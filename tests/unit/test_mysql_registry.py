@@ -14,7 +14,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from forkhooks._core import mysql
+from forkhooks._core import mysql, procs
 from forkhooks._core.mysql import START_TOLERANCE, Session, unproven
 
 pytestmark = pytest.mark.unit
@@ -154,7 +154,7 @@ def test_each_connect_rewrites_the_file_with_this_processs_live_sessions(private
     text = path.read_text()
     assert "never written" not in text
     record = json.loads(text)
-    assert record["pid"] == os.getpid() and record["started"] == mysql.start_time(os.getpid())
+    assert record["pid"] == os.getpid() and record["started"] == procs.start_time(os.getpid())
     assert [(e["thread_id"], e["unix_socket"], e["client"]) for e in record["connections"]] == [
         (11, "/run/mysqld.sock", None)
     ]
@@ -187,7 +187,7 @@ def test_the_first_write_prunes_the_files_no_supervisor_can_want(private_tmp: Pa
     folder.mkdir(parents=True, mode=0o700)
     os.chmod(folder.parent, 0o700)
     dead = no_such_pid()
-    me = {"parent": os.getpid(), "parent_started": mysql.start_time(os.getpid())}
+    me = {"parent": os.getpid(), "parent_started": procs.start_time(os.getpid())}
     files = {
         "1": ({"parent": 0}, True),  # pid 1 lives: kept, however old
         str(dead): (me, True),  # dead, its parent (this process) lives: kept
@@ -212,8 +212,8 @@ def test_the_first_write_prunes_the_files_no_supervisor_can_want(private_tmp: Pa
 
 def test_start_time_tells_a_process_from_a_later_one_with_its_pid() -> None:
     """/proc's start time: the same for this process each time, None for a pid no process has."""
-    assert mysql.start_time(os.getpid()) == mysql.start_time(os.getpid()) is not None
-    assert mysql.start_time(no_such_pid()) is None
+    assert procs.start_time(os.getpid()) == procs.start_time(os.getpid()) is not None
+    assert procs.start_time(no_such_pid()) is None
 
 
 def test_threads_connecting_at_once_leave_a_file_that_lists_every_session(private_tmp: Path) -> None:
