@@ -238,10 +238,7 @@ def _kill_sessions(
     conn = database.connect(**params)
     try:
         cur = conn.cursor()
-        cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
-        uptime = int(cur.fetchone()[1])
-        cur.execute("SELECT UNIX_TIMESTAMP(NOW(6))")
-        started_at = float(cur.fetchone()[0]) - uptime
+        started_at = mysql.server_started(cur)
         ids = sorted({e.thread_id for e in entries})
         cur.execute(
             "SELECT ID, USER, HOST, COMMAND FROM information_schema.PROCESSLIST WHERE ID IN ("
@@ -250,7 +247,7 @@ def _kill_sessions(
             ids,
         )
         rows = {int(r[0]): mysql.Session(str(r[1]), str(r[2] or ""), str(r[3] or "")) for r in cur.fetchall()}
-        held = _held_tcp_ends() if end and any(e.client for e in entries) else set()
+        held = clients.held_tcp_ends() if end and any(e.client for e in entries) else set()
         done = 0
         for entry in entries:
             why = mysql.unproven(entry, rows.get(entry.thread_id), started_at, held)
@@ -273,11 +270,3 @@ def _kill_sessions(
         return done
     finally:
         conn.close()
-
-
-def _held_tcp_ends() -> set[tuple[str, int, int]]:
-    """(local address, port, remote port) of this host's TCP sockets some process holds (empty without /proc)."""
-    try:
-        return {key for key, inode in clients._tcp_sockets().items() if inode}
-    except (OSError, ValueError):
-        return set()

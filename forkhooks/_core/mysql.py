@@ -402,6 +402,14 @@ def remove_registry(registry: Registry) -> None:
 START_TOLERANCE = 1.0
 
 
+def server_started(cursor: Any) -> float:
+    """When the server behind `cursor` started, on its own clock (now - Uptime, in epoch seconds)."""
+    cursor.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
+    uptime = int(cursor.fetchone()[1])
+    cursor.execute("SELECT UNIX_TIMESTAMP(NOW(6))")
+    return float(cursor.fetchone()[0]) - uptime
+
+
 class Session:
     """A PROCESSLIST row: the session's user, client HOST (host:port over TCP), COMMAND."""
 

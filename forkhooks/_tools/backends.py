@@ -50,7 +50,7 @@ from .._core import mysql as _mysql
 from .._core import settings as _settings
 from .appname import Owner as Named
 from .appname import Role, alive, ours, parse
-from .clients import Clients, comm, through_pooler
+from .clients import Clients, comm, held_tcp_ends, through_pooler
 from .common import error_text, use_settings
 
 _QUERY = """
@@ -283,7 +283,7 @@ def group_mysql(
 ) -> list[Owner]:
     """Group PROCESSLIST rows (id, user, host, command, time, in a transaction) by the process that registered them;
     flag the proven orphans."""
-    held = _held_tcp_ends() if any(e.client for _, e in registered.values()) else set()
+    held = held_tcp_ends() if any(e.client for _, e in registered.values()) else set()
     owners: dict[str, Owner] = {}
     for session, user, host, command, seconds, in_trx in rows:
         sid = int(session)
@@ -308,16 +308,6 @@ def group_mysql(
     return list(owners.values())
 
 
-def _held_tcp_ends() -> set[tuple[str, int, int]]:
-    """(local address, port, remote port) of this host's TCP sockets some process holds (empty without /proc)."""
-    from . import clients
-
-    try:
-        return {key for key, inode in clients._tcp_sockets().items() if inode}
-    except (OSError, ValueError):
-        return set()
-
-
 def run_mysql(wrapper: Any) -> int:
     """`forkhooks connections` on a MySQL/MariaDB alias: sessions by owner process, proven orphans flagged."""
     params = dict(wrapper.get_connection_params())
@@ -329,10 +319,7 @@ def run_mysql(wrapper: Any) -> int:
         return UNREACHABLE
     try:
         cur = conn.cursor()
-        cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
-        uptime = int(cur.fetchone()[1])
-        cur.execute("SELECT UNIX_TIMESTAMP(NOW(6))")
-        started = float(cur.fetchone()[0]) - uptime
+        started = _mysql.server_started(cur)
         cur.execute(_MYSQL_QUERY)
         rows = list(cur.fetchall())
     finally:

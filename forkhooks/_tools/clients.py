@@ -61,6 +61,14 @@ def _socket_holders() -> dict[int, list[int]]:
     return holders
 
 
+def held_tcp_ends() -> set[tuple[str, int, int]]:
+    """(local address, port, remote port) of this host's TCP sockets some process holds (empty without /proc)."""
+    try:
+        return {key for key, inode in _tcp_sockets().items() if inode}
+    except (OSError, ValueError):
+        return set()
+
+
 def _tcp_sockets() -> dict[tuple[str, int, int], int]:
     """(local address, local port, remote port) -> inode (0 once its process closed it) of this host's TCP sockets."""
     found: dict[tuple[str, int, int], int] = {}
