@@ -14,29 +14,15 @@ from . import mariadb
 from .jobrunners import comes_true
 from .mysqlhttp import end_sleeps, sleeping, tagged
 from .record import record
-from .servers import Server, poll, start
-from .uwsgiservers import UWSGI, all_idle
+from .servers import Server, poll
+from .uwsgiservers import all_idle, serve_mysql
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 REQUESTS = 200
-SETTINGS = "tests.project.mysqlsite.settings"  # explicit: never whatever the test process's environment holds
 # SIGPWR: a signal uWSGI leaves alone in workers, so forkhooks can handle it (tests/test_uwsgi.py).
 GRACEFUL = ["harakiri-graceful-timeout = 5", f"harakiri-graceful-signal = {int(signal.SIGPWR)}"]
 MAIN_THREAD = ["import = tests.project.harakiri_main_thread"]  # forkhooks' thread for it undone
-
-
-def serve(mysql_dsn: str, tmp_path: Path, driver: str, *, forkhooks: bool, extra: list[str]) -> Server:
-    """uWSGI, master and 4 workers, on the MySQL site with `driver` and the `extra` ini lines."""
-    lines = ["[uwsgi]", "master = true", "processes = 4", "enable-threads = true", *extra]
-    lines += ["import = forkhooks.uwsgi"] if forkhooks else []
-    lines += ["module = tests.project.mysqlsite.wsgi:application", "need-app = true"]
-    lines += [f"http-socket = {tmp_path / 'app.sock'}", "die-on-term = true", "disable-logging = true"]
-    ini = tmp_path / "uwsgi.ini"
-    ini.write_text("\n".join(lines) + "\n")
-    argv = [*UWSGI, "--ini", str(ini), "--worker-reload-mercy", "10"]
-    env = {"FORKHOOKS_MYSQL_DSN": mysql_dsn, "FORKHOOKS_MYSQL_DRIVER": driver, "DJANGO_SETTINGS_MODULE": SETTINGS}
-    return start(argv, mysql_dsn, tmp_path, env=env)
 
 
 LAZY = [(d, f) for d in ("mysqlclient", "pymysql") for f in (True, False)]
@@ -51,7 +37,7 @@ def test_lazy_apps_every_worker_its_own_session(driver: str, forkhooks: bool, my
     """
     poll(lambda: mariadb.sessions(mysql_dsn) == [], timeout=10, what="no session left by an earlier test")
     aborted = mariadb.aborted_clients(mysql_dsn)
-    server = serve(mysql_dsn, tmp_path, driver, forkhooks=forkhooks, extra=["lazy-apps = true"])
+    server = serve_mysql(mysql_dsn, tmp_path, driver, forkhooks=forkhooks, extra=("lazy-apps = true",))
     try:
         # Every worker loaded its app (its start-up query ran) before the load: a stop that reaches a worker
         # still loading is lost (tests/test_uwsgi.py).
@@ -110,7 +96,7 @@ def test_harakiri_mid_query(
     the harakiri; the worker lives on. Controls: plain harakiri (uWSGI SIGKILLs the worker) and, with
     mysqlclient, the signal taken by the main thread only (its handler waits for the query): the query runs on.
     """
-    server = serve(mysql_dsn, tmp_path, driver, forkhooks=forkhooks, extra=lines)
+    server = serve_mysql(mysql_dsn, tmp_path, driver, forkhooks=forkhooks, extra=tuple(lines))
     try:
         status: list[int] = []
         request = stuck_request(server, status)

@@ -47,6 +47,24 @@ def serve(dsn: str, tmp_path: Path, config: Path, *args: str, env: dict[str, str
     return start([*argv, *args], dsn, tmp_path, env=env)
 
 
+MYSQL_SETTINGS = "tests.project.mysqlsite.settings"  # explicit: never whatever the test process's environment holds
+
+
+def serve_mysql(
+    mysql_dsn: str, tmp_path: Path, driver: str = "mysqlclient", *, forkhooks: bool, extra: tuple[str, ...] = ()
+) -> Server:
+    """uWSGI, master and 4 workers, on the MySQL site with `driver` and the `extra` ini lines."""
+    lines = ["[uwsgi]", "master = true", "processes = 4", "enable-threads = true", *extra]
+    lines += ["import = forkhooks.uwsgi"] if forkhooks else []
+    lines += ["module = tests.project.mysqlsite.wsgi:application", "need-app = true"]
+    lines += [f"http-socket = {tmp_path / 'app.sock'}", "die-on-term = true", "disable-logging = true"]
+    config = tmp_path / "uwsgi.ini"
+    config.write_text("\n".join(lines) + "\n")
+    argv = [*UWSGI, "--ini", str(config), "--worker-reload-mercy", "10"]
+    env = {"FORKHOOKS_MYSQL_DSN": mysql_dsn, "FORKHOOKS_MYSQL_DRIVER": driver, "DJANGO_SETTINGS_MODULE": MYSQL_SETTINGS}
+    return start(argv, mysql_dsn, tmp_path, env=env)
+
+
 def fifo(server: Server, command: bytes) -> None:
     """A command to uWSGI's master fifo (q: graceful stop, c: chain reload, r: graceful reload)."""
     (server.sock.parent / "master.fifo").write_bytes(command)
